@@ -1,0 +1,3 @@
+from magcache_cli.cli import main
+
+main()
