@@ -1,0 +1,147 @@
+"""One calibration: full inference with recording hooks over prompts × seeds, returned as a Profile."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import torch
+
+from . import __version__
+from .branches import finalize_labels
+from .errors import MagCacheError
+from .hooks import MagCacheHooks
+from .profile import Profile, config_fingerprint, profile_from_dict
+from .stacks import StackSpec, find_denoisers
+
+# Scheduler config keys that shape the timesteps (kept in the profile's provenance).
+TIMESTEP_KEYS = (
+    "num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift", "base_image_seq_len",
+    "max_image_seq_len", "time_shift_type", "invert_sigmas", "shift_terminal", "use_karras_sigmas",
+    "use_exponential_sigmas", "use_beta_sigmas", "beta_schedule", "beta_start", "beta_end", "prediction_type",
+    "timestep_spacing", "steps_offset", "flow_shift", "final_sigmas_type", "solver_order", "stochastic_sampling",
+)
+DEFAULTS = {"threshold": 0.06, "max_skip_steps": 3, "retention_ratio": 0.2}
+CALL_KEYS = ("num_inference_steps", "guidance_scale", "negative_prompt", "height", "width", "num_frames")
+
+
+@dataclass
+class CalibrationResult:
+    profile: Profile
+    stack: StackSpec
+    wall_s: float
+    runs: int
+    denoiser_calls: int
+    outputs: list[Any] = field(default_factory=list)
+
+
+def scheduler_info(scheduler) -> dict[str, Any]:
+    config = dict(getattr(scheduler, "config", {}) or {})
+    return {"class": type(scheduler).__name__,
+            "config": {k: _plain(config[k]) for k in TIMESTEP_KEYS if k in config and config[k] is not None}}
+
+
+def _plain(v):
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, float):
+        return round(v, 6)
+    return v
+
+
+def versions() -> dict[str, str]:
+    import diffusers
+
+    return {"magcache": __version__, "diffusers": diffusers.__version__, "torch": torch.__version__.split("+")[0]}
+
+
+def generator_for(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def calibrate(
+    pipe,
+    prompts: list[str],
+    seeds: list[int],
+    call_kwargs: dict[str, Any],
+    *,
+    model_id: str,
+    revision: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    batched: bool | None = None,
+    defaults: dict[str, Any] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    on_run: Callable[[int, str, int], None] | None = None,
+    keep_outputs: bool = False,
+) -> CalibrationResult:
+    """Run the pipeline on every prompt × seed with recording hooks (no skipping) and build a Profile.
+
+    `batched=None` detects batched guidance from the pipeline; the CLI passes one prompt per call, so a
+    doubled batch means `cat([negative, positive])`.
+    """
+    if not prompts:
+        raise MagCacheError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
+    if not seeds:
+        raise MagCacheError("no seed given", hint="pass --seed (repeatable)")
+    denoisers = find_denoisers(pipe)
+    name, denoiser = denoisers[0]
+    hooks = MagCacheHooks(pipe, name, mode="calibrate", batched=batched)
+    hooks.on_step = on_step
+    outputs, wall = [], 0.0
+    with hooks:
+        for i, (prompt, seed) in enumerate((p, s) for p in prompts for s in seeds):
+            if on_run:
+                on_run(i, prompt, seed)
+            hooks.begin_call(call_kwargs.get("num_inference_steps"))
+            t0 = time.perf_counter()
+            out = pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs)
+            wall += time.perf_counter() - t0
+            if keep_outputs:
+                outputs.append(out)
+    curves = hooks.curves()
+    seen = list(curves)
+    renames, guidance_mode = finalize_labels(seen, hooks.last_mode)
+    branches = {renames[k]: v for k, v in curves.items()}
+    if guidance_mode == "batched":
+        branches = {k: branches[k] for k in ("uncond", "cond")}
+    steps = len(next(iter(branches.values()))["ratios"])
+    config = dict(getattr(denoiser, "config", {}) or {})
+    data = {
+        "schema_version": 1,
+        "model": {
+            "id": model_id,
+            "revision": revision,
+            "pipeline_class": type(pipe).__name__,
+            "transformer_class": type(denoiser).__name__,
+            "config_fingerprint": config_fingerprint(config),
+            "stack": hooks.spec.paths,
+        },
+        "scheduler": scheduler_info(pipe.scheduler),
+        "calibration": {
+            "steps": steps,
+            "guidance_mode": guidance_mode,
+            "guidance_scale": call_kwargs.get("guidance_scale"),
+            "height": call_kwargs.get("height"),
+            "width": call_kwargs.get("width"),
+            "num_frames": call_kwargs.get("num_frames"),
+            "negative_prompt": call_kwargs.get("negative_prompt"),
+            "call_args": {k: v for k, v in call_kwargs.items() if k not in CALL_KEYS},
+            "prompts": list(prompts),
+            "seeds": [int(s) for s in seeds],
+            "dtype": dtype,
+            "device": device,
+            "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "versions": versions(),
+        },
+        "source": None,
+        "branches": branches,
+        "defaults": {**DEFAULTS, **(defaults or {})},
+    }
+    profile = profile_from_dict(data)
+    runs = len(prompts) * len(seeds)
+    calls = sum(r.calls for r in hooks.reports)
+    return CalibrationResult(profile, hooks.spec, wall, runs, calls, outputs)
+

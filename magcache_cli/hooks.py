@@ -1,0 +1,400 @@
+"""The recording and skipping hooks, with per-branch state.
+
+Where things happen, chosen so that nothing runs inside the blocks (which users compile):
+
+* a forward pre-hook on the denoiser (eager, outside any compiled block) labels the call with its branches,
+  decides compute or skip, and swaps the stack's block lists for that call; a forward hook swaps them back,
+  also when the call raises;
+* on a computed call, the first block of the stack is wrapped by a proxy that keeps a reference to the stack's
+  input, and the last by one that subtracts it from the stack's output: one subtraction per call, nothing per
+  block;
+* on a skipped call, the block lists of the stack are replaced by a single `_Replay` module that returns the
+  stack's input plus the branch's cached residual, in the last block's output structure;
+* the scheduler's ``step`` marks step boundaries and ``set_timesteps`` the start of a pipeline call.
+
+Removing the hooks restores the original modules and methods exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import ratios
+from .branches import Assignment, assign_observed, assign_profiled
+from .errors import MagCacheError
+from .stacks import Observation, StackSpec, analyse, bind_inputs, set_submodule
+
+
+@dataclass
+class RunPlan:
+    """What `run` mode needs: the profile's curves and the skip settings."""
+
+    curves: dict[str, list[float]]
+    guidance_mode: str
+    settings: ratios.SkipSettings
+    policy: str = "joint"
+    steps: int | None = None  # steps the curves were measured at
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.curves)
+
+
+@dataclass
+class CallReport:
+    """What happened in one pipeline call: per branch the computed and skipped steps, and denoiser passes."""
+
+    steps: int
+    computed: dict[str, list[int]] = field(default_factory=dict)
+    skipped: dict[str, list[int]] = field(default_factory=dict)
+    calls: int = 0
+    computed_calls: int = 0
+
+    def note(self, labels: tuple[str, ...], step: int, computed: bool) -> None:
+        self.calls += 1
+        self.computed_calls += computed
+        for label in labels:
+            bucket = self.computed if computed else self.skipped
+            bucket.setdefault(label, []).append(step)
+            (self.skipped if computed else self.computed).setdefault(label, [])
+
+
+class _Probe(nn.Module):
+    """Wraps the first and/or last block of the stack on computed calls."""
+
+    def __init__(self, block: nn.Module, hooks: "MagCacheHooks", entry: bool, exit: bool):
+        super().__init__()
+        self.block = block
+        self._hooks, self._entry, self._exit = hooks, entry, exit
+
+    def forward(self, *args, **kwargs):
+        h = self._hooks
+        spec = h.spec
+        if self._entry:
+            h._entry = bind_inputs(spec.param_names_first, args, kwargs)[spec.segments[0].main_input]
+        out = self.block(*args, **kwargs)
+        if self._exit:
+            main = out if spec.out_single else out[spec.segments[-1].main_output]
+            h._on_residual(h._image_part(main, h._entry.shape[1]) - h._entry)
+        return out
+
+
+class _Replay(nn.Module):
+    """Stands in for the whole stack on a skipped call: stack input + cached residual."""
+
+    def __init__(self, hooks: "MagCacheHooks"):
+        super().__init__()
+        self._hooks = hooks
+
+    def forward(self, *args, **kwargs):
+        h = self._hooks
+        spec = h.spec
+        bound = bind_inputs(spec.param_names_last, args, kwargs)
+        x = bound[spec.segments[-1].main_input]
+        r = h._cache[h._current.key]
+        if x.shape == r.shape:
+            main = x + r
+        else:
+            main = x.clone()
+            main[:, h._image_slice(x.shape[1], r.shape[1])] += r
+        if spec.out_single:
+            return main
+        return tuple(main if k == "@main" else None if k is None else bound.get(k) for k in spec.out_spec)
+
+
+class MagCacheHooks:
+    """Per-branch MagCache state for one denoiser of a pipeline: `calibrate` records, `run` skips.
+
+    Install with `install()` (idempotent) and undo with `remove()`, or use it as a context manager.
+    """
+
+    def __init__(self, pipe, denoiser_name: str = "transformer", mode: str = "calibrate",
+                 plan: RunPlan | None = None, batched: bool | None = None):
+        if mode not in ("calibrate", "run"):
+            raise ValueError(f"mode must be 'calibrate' or 'run', got {mode!r}")
+        if mode == "run" and plan is None:
+            raise ValueError("run mode needs a RunPlan")
+        self.pipe = pipe
+        self.denoiser_name = denoiser_name
+        self.denoiser: nn.Module = getattr(pipe, denoiser_name)
+        self.scheduler = pipe.scheduler
+        self.mode, self.plan, self._batched_hint = mode, plan, batched
+        self.spec: StackSpec | None = None
+        self.reports: list[CallReport] = []
+        self.records: list[dict[str, dict[int, tuple[float, float, float]]]] = []
+        self.warnings: list[str] = []
+        self.on_step = None  # optional callback(step_index) after each scheduler step
+        self._handles: list = []
+        self._installed = False
+        self._context: str | None = None
+        self._layouts: dict[str, dict[str, nn.Module]] = {}
+        self.last_mode = "sequential"
+        self.reset()
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def reset(self, steps: int | None = None) -> None:
+        """Forget per-call state (accumulators, residual caches, step counter); keeps the found stack."""
+        self.step = 0
+        self._call_in_step = 0
+        self._labels_in_step: set[str] = set()
+        self._cache: dict[str, torch.Tensor] = {}
+        self._prev: dict[str, torch.Tensor] = {}
+        self._entry: torch.Tensor | None = None
+        self._current: Assignment | None = None
+        self._computing = True
+        self._steps = steps or (self.plan.steps if self.plan else None)
+        self._schedule: dict[str, list[bool]] | None = None
+        self._report: CallReport | None = None
+
+    def install(self) -> "MagCacheHooks":
+        if self._installed:
+            return self
+        d = self.denoiser
+        self._handles = [
+            d.register_forward_pre_hook(self._before_call, with_kwargs=True),
+            d.register_forward_hook(self._after_call, with_kwargs=True, always_call=True),
+        ]
+        self._patch(self.scheduler, "step", self._wrap_step)
+        self._patch(self.scheduler, "set_timesteps", self._wrap_set_timesteps)
+        if hasattr(d, "cache_context"):
+            self._patch(d, "cache_context", self._wrap_cache_context)
+        self._installed = True
+        return self
+
+    def remove(self) -> None:
+        if not self._installed:
+            return
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        for obj, name in (( self.scheduler, "step"), (self.scheduler, "set_timesteps"), (self.denoiser, "cache_context")):
+            if name in vars(obj) and getattr(vars(obj)[name], "_magcache", False):
+                delattr(obj, name)
+        self._restore_layout()
+        self._installed = False
+        self._cache.clear()
+        self._prev.clear()
+        self._entry = None
+
+    def __enter__(self) -> "MagCacheHooks":
+        return self.install()
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    @staticmethod
+    def _patch(obj, name: str, wrapper) -> None:
+        original = getattr(obj, name)
+        patched = wrapper(original)
+        patched._magcache = True
+        setattr(obj, name, patched)
+
+    def _wrap_step(self, original):
+        @functools.wraps(original)
+        def step(*args, **kwargs):
+            out = original(*args, **kwargs)
+            self.step += 1
+            self._call_in_step = 0
+            self._labels_in_step.clear()
+            if self.on_step is not None:
+                self.on_step(self.step)
+            return out
+        return step
+
+    def _wrap_set_timesteps(self, original):
+        @functools.wraps(original)
+        def set_timesteps(*args, **kwargs):
+            out = original(*args, **kwargs)
+            steps = len(self.scheduler.timesteps) // max(1, int(getattr(self.scheduler, "order", 1) or 1))
+            self.begin_call(steps)
+            return out
+        return set_timesteps
+
+    def _wrap_cache_context(self, original):
+        @functools.wraps(original)
+        @contextmanager
+        def cache_context(name, *args, **kwargs):
+            previous, self._context = self._context, name
+            try:
+                with original(name, *args, **kwargs):
+                    yield
+            finally:
+                self._context = previous
+        return cache_context
+
+    def begin_call(self, steps: int | None = None) -> None:
+        """Start a new pipeline call (the scheduler's `set_timesteps` calls this too)."""
+        if self._report is not None and self._report.calls == 0:
+            self.reports.pop()
+            if self.mode == "calibrate":
+                self.records.pop()
+        self.reset(steps)
+        if self.mode == "run":
+            self._plan_schedule()
+        self._report = CallReport(self._steps or 0)
+        self.reports.append(self._report)
+        if self.mode == "calibrate":
+            self.records.append({})
+
+    def _plan_schedule(self) -> None:
+        plan = self.plan
+        steps = self._steps or plan.steps
+        if plan.steps and steps != plan.steps:
+            msg = f"profile curves measured at {plan.steps} steps are resampled to {steps} steps"
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+        policy = "joint" if plan.guidance_mode == "batched" else plan.policy
+        self._schedule = ratios.simulate(plan.curves, steps, plan.settings, policy)
+
+    # ---- per call ----------------------------------------------------------------------------------------
+    def _before_call(self, module, args, kwargs):
+        if self._report is None:
+            self.begin_call()
+        x = next((v for v in (*args, *kwargs.values()) if torch.is_tensor(v) and v.is_floating_point()), None)
+        batch = x.shape[0] if x is not None else 1
+        a = self._assign(batch)
+        if self._labels_in_step & set(a.labels):  # the scheduler did not mark the step: a label repeats
+            self.step += 1
+            self._call_in_step = 0
+            self._labels_in_step.clear()
+        self._labels_in_step.update(a.labels)
+        self._current = a
+        self.last_mode = a.mode
+        if self.spec is None:
+            self._computing = True
+            self._observation = Observation(self.denoiser).__enter__()
+            return None
+        self._computing = self._decide(a, batch)
+        self._apply_layout("compute" if self._computing else "skip")
+        return None
+
+    def _assign(self, batch: int) -> Assignment:
+        if self.mode == "run":
+            return assign_profiled(self._context, batch, self._call_in_step, self.plan.guidance_mode,
+                                   self.plan.labels)
+        batched = self._batched_hint
+        if batched is None:
+            batched = bool(getattr(self.pipe, "do_classifier_free_guidance", False)) and batch % 2 == 0
+        return assign_observed(self._context, batch, self._call_in_step, batched and not self._context)
+
+    def _decide(self, a: Assignment, batch: int) -> bool:
+        if self.mode == "calibrate":
+            return True
+        cached = self._cache.get(a.key)
+        if cached is None or cached.shape[0] != batch:
+            return True
+        sched = self._schedule
+        if self.step >= len(next(iter(sched.values()))):
+            return True
+        return any(sched[label][self.step] for label in a.labels)
+
+    def _after_call(self, module, args, kwargs, output):
+        try:
+            if self.spec is None and getattr(self, "_observation", None) is not None:
+                obs, self._observation = self._observation, None
+                obs.__exit__(None, None, None)
+                if output is not None:  # the call succeeded
+                    self.spec = analyse(obs, self.denoiser_name)
+                    self._residual_from_observation(obs)
+        finally:
+            self._restore_layout()
+        if output is not None and self._current is not None:
+            self._report.note(self._current.labels, self.step, self._computing)
+            self._call_in_step += 1
+        return None
+
+    def _residual_from_observation(self, obs: Observation) -> None:
+        first, last = self.spec.segments[0], self.spec.segments[-1]
+        head = next(c for c in obs.calls if c.path == first.path)
+        tail = [c for c in obs.calls if c.path == last.path][-1]
+        self._entry = head.inputs[first.main_input]
+        main = tail.outputs[0 if last.main_output is None else last.main_output]
+        self._on_residual(self._image_part(main, self._entry.shape[1]) - self._entry)
+
+    # ---- residuals -------------------------------------------------------------------------------------
+    def _image_slice(self, total: int, n: int) -> slice:
+        if self.spec.image_start == 0:
+            return slice(0, n)
+        end = total - self.spec.image_tail
+        return slice(end - n, end)
+
+    def _image_part(self, main: torch.Tensor, n: int) -> torch.Tensor:
+        if main.shape[1] == n:
+            return main
+        return main[:, self._image_slice(main.shape[1], n)]
+
+    def _on_residual(self, residual: torch.Tensor) -> None:
+        a = self._current
+        self._entry = None
+        if self.mode == "run":
+            self._cache[a.key] = residual
+            return
+        record = self.records[-1]
+        for label, rows in zip(a.labels, a.rows):
+            r = residual if rows is None else residual[rows]
+            prev = self._prev.get(label)
+            if prev is None or prev.shape != r.shape:
+                stats = (1.0, 0.0, 0.0)
+            else:
+                stats = ratios.residual_stats(prev, r)
+            record.setdefault(label, {})[self.step] = stats
+            self._prev[label] = r
+
+    # ---- layouts -----------------------------------------------------------------------------------------
+    def _build_layouts(self) -> None:
+        spec, d = self.spec, self.denoiser
+        originals = {s.path: d.get_submodule(s.path) for s in spec.segments}
+        compute = {}
+        for i, s in enumerate(spec.segments):
+            blocks = list(originals[s.path])
+            first, last = i == 0, i == len(spec.segments) - 1
+            if first and last and len(blocks) == 1:
+                blocks[0] = _Probe(blocks[0], self, True, True)
+            else:
+                if first:
+                    blocks[0] = _Probe(blocks[0], self, True, False)
+                if last:
+                    blocks[-1] = _Probe(blocks[-1], self, False, True)
+            compute[s.path] = nn.ModuleList(blocks)
+        skip = {s.path: nn.ModuleList() for s in spec.segments[:-1]}
+        skip[spec.segments[-1].path] = nn.ModuleList([_Replay(self)])
+        self._layouts = {"original": originals, "compute": compute, "skip": skip}
+
+    def _apply_layout(self, name: str) -> None:
+        if not self._layouts:
+            self._build_layouts()
+        for path, ml in self._layouts[name].items():
+            set_submodule(self.denoiser, path, ml)
+
+    def _restore_layout(self) -> None:
+        if self._layouts:
+            self._apply_layout("original")
+
+    # ---- results -----------------------------------------------------------------------------------------
+    def curves(self) -> dict[str, dict[str, list[float]]]:
+        """Calibration result: per branch (provisional labels) ratios, ratio_std, cos_dist and run_std."""
+        if self.mode != "calibrate":
+            raise MagCacheError("curves() is only available after calibration")
+        steps = max((len(r) for rec in self.records for r in rec.values()), default=0)
+        labels = list(dict.fromkeys(label for rec in self.records for label in rec))
+        out: dict[str, dict[str, list[float]]] = {}
+        for label in labels:
+            runs = [rec[label] for rec in self.records if label in rec]
+            cols: dict[str, list[float]] = {"ratios": [], "ratio_std": [], "cos_dist": [], "run_std": []}
+            for step in range(steps):
+                vals = [run[step] for run in runs if step in run]
+                if not vals:
+                    raise MagCacheError(f"branch {label} has no measurement at step {step}",
+                                        hint="the pipeline skipped this branch on some steps; calibrate with a fixed guidance setup")
+                r = torch.tensor([v[0] for v in vals], dtype=torch.float64)
+                cols["ratios"].append(1.0 if step == 0 else float(r.mean()))
+                cols["run_std"].append(float(r.std(unbiased=False)) if len(vals) > 1 else 0.0)
+                cols["ratio_std"].append(sum(v[1] for v in vals) / len(vals))
+                cols["cos_dist"].append(sum(v[2] for v in vals) / len(vals))
+            out[label] = cols
+        return out
