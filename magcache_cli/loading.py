@@ -14,6 +14,10 @@ from .errors import LoadError, UsageError
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 OFFLOAD_MODES = ("none", "model", "sequential")
+# Models that ship inside the package, addressable without network.
+BUILTIN_MODELS = {"builtin:demo": Path(__file__).parent / "demo_model"}
+# Call settings the bundled demo model was trained for.
+DEMO_CALL = {"num_inference_steps": 28, "guidance_scale": 4.0, "height": 32, "width": 32}
 
 
 @dataclass
@@ -58,6 +62,17 @@ def device_name(device: str) -> str:
     return device
 
 
+def quiet_libraries() -> None:
+    """Silence diffusers'/transformers' own progress bars and info logs (the CLI shows its own)."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load_pipeline(opts: LoadOptions):
     """Load through `DiffusionPipeline.from_pretrained`; returns (pipe, device, dtype)."""
     from diffusers import DiffusionPipeline
@@ -66,8 +81,10 @@ def load_pipeline(opts: LoadOptions):
         raise UsageError(f"unknown offload mode {opts.offload!r}", hint="use none, model or sequential")
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
-    local = Path(opts.model).expanduser()
-    looks_local = opts.model.startswith((".", "/", "~")) or local.exists()
+    if opts.model.startswith("builtin:") and opts.model not in BUILTIN_MODELS:
+        raise LoadError(f"unknown built-in model {opts.model}", hint=f"use one of {', '.join(BUILTIN_MODELS)}")
+    local = BUILTIN_MODELS.get(opts.model) or Path(opts.model).expanduser()
+    looks_local = opts.model in BUILTIN_MODELS or opts.model.startswith((".", "/", "~")) or local.exists()
     if looks_local and not (local / "model_index.json").is_file():
         raise LoadError(f"{opts.model} is not a diffusers pipeline folder (no model_index.json)",
                         hint="pass a folder written by save_pretrained, or a Hugging Face hub id")
@@ -76,7 +93,7 @@ def load_pipeline(opts: LoadOptions):
             str(local) if looks_local else opts.model,
             revision=opts.revision,
             variant=opts.variant,
-            torch_dtype=dtype,
+            dtype=dtype,
             use_safetensors=None if opts.allow_pickle else True,
             trust_remote_code=opts.trust_remote_code,
         )

@@ -1,0 +1,289 @@
+"""The `magcache` command line: parse, call one library function, render. The only error boundary."""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__, console
+from . import options as o
+from .errors import MagCacheError, ProfileError, UsageError
+
+app = typer.Typer(
+    name="magcache",
+    help="MagCache for any diffusers DiT pipeline: calibrate once, share the YAML profile, run 2-3x faster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+profile_app = typer.Typer(help="Inspect and check profiles.", no_args_is_help=True)
+app.add_typer(profile_app, name="profile")
+
+_debug = {"on": os.environ.get("MAGCACHE_DEBUG") == "1"}
+
+DEMO_MODEL = "builtin:demo"
+DEMO_PROMPTS = ["a handwritten digit three", "a handwritten digit seven"]
+
+
+def _boundary(fn):
+    """Library errors become `Error: <what> — <what to do next>` and exit 1; --debug shows the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MagCacheError as e:
+            if _debug["on"]:
+                traceback.print_exc()
+            console.error(str(e))
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.error("interrupted")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"magcache {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (or set MAGCACHE_DEBUG=1).")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+) -> None:
+    if debug:
+        _debug["on"] = True
+
+
+def _load(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code):
+    from .loading import LoadOptions, load_pipeline, quiet_libraries
+
+    quiet_libraries()
+    with console.console().status(f"Loading {model} …"):
+        return load_pipeline(LoadOptions(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code))
+
+
+def _progress_hooks(total_runs: int, steps: int, label: str):
+    """Callbacks for calibrate/run that drive one progress bar over runs × steps."""
+    return console.progress(total_runs * max(1, steps), label)
+
+
+@app.command()
+@_boundary
+def calibrate(
+    model: o.Model = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Profile to write (YAML).")] = Path("profile.yaml"),
+    force: o.Force = False,
+    prompt: o.Prompt = None,
+    prompts_file: o.PromptsFile = None,
+    seed: o.Seed = None,
+    steps: o.Steps = None,
+    guidance_scale: o.GuidanceScale = None,
+    negative_prompt: o.NegativePrompt = None,
+    height: o.Height = None,
+    width: o.Width = None,
+    num_frames: o.NumFrames = None,
+    set_: o.Set = None,
+    threshold: o.Threshold = None,
+    max_skip_steps: o.MaxSkipSteps = None,
+    retention_ratio: o.RetentionRatio = None,
+    revision: o.Revision = None,
+    variant: o.Variant = None,
+    dtype: o.Dtype = "auto",
+    device: o.Device = "auto",
+    offload: o.Offload = "none",
+    allow_pickle: o.AllowPickle = False,
+    trust_remote_code: o.TrustRemoteCode = False,
+    json_: o.Json = False,
+) -> None:
+    """Measure a model's per-branch magnitude-ratio curves and write a profile.
+
+    Runs full inference (nothing skipped, outputs unchanged) on every prompt × seed and records, per
+    guidance branch and step, the ratio of the block stack's residual norms.
+
+    Example:
+
+        magcache calibrate --model black-forest-labs/FLUX.1-dev --steps 28 -p "a cat playing chess" -s 0 -s 1 --out flux.yaml
+    """
+    from .calibrate import calibrate as run_calibration
+    from .loading import build_call_kwargs, device_name, parse_set, read_prompts
+    from .profile import save_profile
+
+    console.set_json(json_)
+    out = Path(out)
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists", hint="pass --force to overwrite it, or choose another --out")
+    model = model or DEMO_MODEL
+    prompts = read_prompts(prompt, prompts_file) or (DEMO_PROMPTS if model == DEMO_MODEL else [])
+    if not prompts:
+        raise UsageError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
+    seeds = seed or [0]
+    if model == DEMO_MODEL:
+        steps, guidance_scale, height, width = _demo_defaults(steps, guidance_scale, height, width)
+    pipe, dev, dt = _load(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code)
+    kwargs = build_call_kwargs(pipe, steps=steps, guidance_scale=guidance_scale, negative_prompt=negative_prompt,
+                               height=height, width=width, num_frames=num_frames, extra=parse_set(set_))
+    defaults = {k: v for k, v in (("threshold", threshold), ("max_skip_steps", max_skip_steps),
+                                   ("retention_ratio", retention_ratio)) if v is not None}
+    n_steps = kwargs.get("num_inference_steps") or 50
+    with _progress_hooks(len(prompts) * len(seeds), n_steps, "Calibrating") as bar:
+        result = run_calibration(
+            pipe, prompts, seeds, kwargs, model_id=model, revision=revision, dtype=str(dt).removeprefix("torch."),
+            device=device_name(dev), defaults=defaults,
+            on_step=lambda _: bar.advance(),
+            on_run=lambda i, p, s: bar.describe(f"Calibrating {i + 1}/{len(prompts) * len(seeds)} (seed {s})"),
+        )
+    path = save_profile(result.profile, out, overwrite=force)
+    console.render_calibration(result, str(path))
+    if json_:
+        from .profile import profile_to_dict
+
+        console.emit_json({
+            "profile": str(path),
+            "stack": result.stack.paths,
+            "guidance_mode": result.profile.calibration.guidance_mode,
+            "runs": result.runs,
+            "denoiser_calls": result.denoiser_calls,
+            "wall_s": round(result.wall_s, 4),
+            "branches": profile_to_dict(result.profile)["branches"],
+        })
+
+
+def _demo_defaults(steps, guidance_scale, height, width):
+    from .loading import DEMO_CALL
+
+    return (steps or DEMO_CALL["num_inference_steps"], guidance_scale or DEMO_CALL["guidance_scale"],
+            height or DEMO_CALL["height"], width or DEMO_CALL["width"])
+
+
+@app.command()
+@_boundary
+def run(
+    profile: Annotated[Path, typer.Option("--profile", "-P", help="Profile written by `magcache calibrate`.")],
+    prompt: o.Prompt = None,
+    prompts_file: o.PromptsFile = None,
+    seed: o.Seed = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file; several prompts/seeds give <stem>-p<i>-s<seed><ext>.")] = Path("out/magcache.png"),
+    threshold: o.Threshold = None,
+    max_skip_steps: o.MaxSkipSteps = None,
+    retention_ratio: o.RetentionRatio = None,
+    branch_policy: Annotated[str, typer.Option(help="joint: skip a step only when every branch may skip (default). independent: each sequential branch decides alone.", rich_help_panel=o.SKIP)] = "joint",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run the plain pipeline (for comparison).", rich_help_panel=o.SKIP)] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Load this model instead of the profile's.", rich_help_panel=o.LOAD)] = None,
+    steps: o.Steps = None,
+    guidance_scale: o.GuidanceScale = None,
+    negative_prompt: o.NegativePrompt = None,
+    height: o.Height = None,
+    width: o.Width = None,
+    num_frames: o.NumFrames = None,
+    set_: o.Set = None,
+    revision: o.Revision = None,
+    variant: o.Variant = None,
+    dtype: o.Dtype = "auto",
+    device: o.Device = "auto",
+    offload: o.Offload = "none",
+    allow_pickle: o.AllowPickle = False,
+    trust_remote_code: o.TrustRemoteCode = False,
+    json_: o.Json = False,
+) -> None:
+    """Generate with step skipping driven by a profile, per guidance branch.
+
+    Call options default to the profile's calibration settings; skip settings to its defaults.
+
+    Example:
+
+        magcache run --profile flux.yaml -p "a cat playing chess" -s 0 --threshold 0.12 --output cat.png
+    """
+    from . import outputs
+    from .loading import build_call_kwargs, parse_set, read_prompts
+    from .profile import load_profile
+    from .replay import POLICIES, run as run_cached, settings_from
+
+    console.set_json(json_)
+    if branch_policy not in POLICIES:
+        raise UsageError(f"unknown --branch-policy {branch_policy!r}", hint="use joint or independent")
+    prof = load_profile(profile)
+    cal = prof.calibration
+    prompts = read_prompts(prompt, prompts_file) or cal.prompts[:1]
+    if not prompts:
+        raise UsageError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
+    seeds = seed or [0]
+    model_ref = model or prof.model.id
+    pipe, _, _ = _load(model_ref, revision or (None if model else prof.model.revision), variant, dtype, device,
+                       offload, allow_pickle, trust_remote_code)
+    extra = {**cal.call_args, **parse_set(set_)}
+    kwargs = build_call_kwargs(
+        pipe, steps=steps or cal.steps,
+        guidance_scale=guidance_scale if guidance_scale is not None else cal.guidance_scale,
+        negative_prompt=negative_prompt if negative_prompt is not None else cal.negative_prompt,
+        height=height or cal.height, width=width or cal.width, num_frames=num_frames or cal.num_frames, extra=extra)
+    settings = settings_from(prof, threshold, max_skip_steps, retention_ratio)
+    n = kwargs["num_inference_steps"]
+    with _progress_hooks(len(prompts) * len(seeds), n, "Generating") as bar:
+        result = run_cached(pipe, prompts, seeds, kwargs, profile=None if no_cache else prof, settings=settings,
+                            policy=branch_policy, no_cache=no_cache, on_step=lambda _: bar.advance(),
+                            on_run=lambda i, p, s: bar.describe(f"Generating {i + 1}/{len(prompts) * len(seeds)}"))
+    paths = [str(outputs.save(out, p)) for out, p in
+             zip(result.outputs, outputs.output_paths(output, result.prompts_seeds, prompts))]
+    for w in result.warnings:
+        console.warn(w)
+    console.render_run(result, paths, no_cache)
+    if json_:
+        console.emit_json({**result.to_json(), "no_cache": no_cache, "outputs": paths})
+
+
+@profile_app.command("show")
+@_boundary
+def profile_show(path: Annotated[Path, typer.Argument(help="Profile file.")], json_: o.Json = False) -> None:
+    """Show a profile: provenance, defaults, and per-branch curves with sparklines.
+
+    Example:
+
+        magcache profile show profiles/flux1-dev.yaml
+    """
+    from .profile import load_profile, profile_to_dict
+
+    console.set_json(json_)
+    prof = load_profile(path)
+    console.render_profile(prof, str(path))
+    if json_:
+        console.emit_json(profile_to_dict(prof))
+
+
+@profile_app.command("validate")
+def profile_validate(paths: Annotated[list[Path], typer.Argument(help="Profile files.")]) -> None:
+    """Check profiles against schema v1; exit 1 if any is invalid (for CI).
+
+    Example:
+
+        magcache profile validate profiles/*.yaml
+    """
+    from .profile import load_profile
+
+    bad = 0
+    for p in paths:
+        try:
+            load_profile(p)
+            console.info(f"[green]ok[/]      {p}")
+        except ProfileError as e:
+            bad += 1
+            console.info(f"[red]invalid[/] {p}: {e}")
+    if bad:
+        console.error(f"{bad} of {len(paths)} profile(s) invalid")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Shared CLI option aliases (one place, so every command spells and documents them the same way)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+LOAD = "Model loading"
+CALL = "Pipeline call"
+SKIP = "Skipping"
+
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local pipeline folder. Default: the bundled demo model (builtin:demo).", rich_help_panel=LOAD)]
+Revision = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).", rich_help_panel=LOAD)]
+Variant = Annotated[Optional[str], typer.Option(help="Weights variant, e.g. fp16.", rich_help_panel=LOAD)]
+Dtype = Annotated[str, typer.Option(help="auto | bfloat16 | float16 | float32 (auto: bf16 on CUDA, fp32 on CPU).", rich_help_panel=LOAD)]
+Device = Annotated[str, typer.Option(help="auto | cuda | mps | cpu.", rich_help_panel=LOAD)]
+Offload = Annotated[str, typer.Option(help="none | model | sequential CPU offload.", rich_help_panel=LOAD)]
+AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow non-safetensors weights (only for models you trust).", rich_help_panel=LOAD)]
+TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow custom pipeline code from the model repo.", rich_help_panel=LOAD)]
+
+Prompt = Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="Prompt; repeat for several.", rich_help_panel=CALL)]
+PromptsFile = Annotated[Optional[Path], typer.Option(help="File with one prompt per line (# comments allowed).", rich_help_panel=CALL)]
+Seed = Annotated[Optional[list[int]], typer.Option("--seed", "-s", help="Seed; repeat for several. Every prompt runs with every seed.", rich_help_panel=CALL)]
+Steps = Annotated[Optional[int], typer.Option(help="Denoising steps.", rich_help_panel=CALL)]
+GuidanceScale = Annotated[Optional[float], typer.Option(help="Guidance scale.", rich_help_panel=CALL)]
+NegativePrompt = Annotated[Optional[str], typer.Option(help="Negative prompt.", rich_help_panel=CALL)]
+Height = Annotated[Optional[int], typer.Option(help="Output height in pixels.", rich_help_panel=CALL)]
+Width = Annotated[Optional[int], typer.Option(help="Output width in pixels.", rich_help_panel=CALL)]
+NumFrames = Annotated[Optional[int], typer.Option(help="Frames, for video pipelines.", rich_help_panel=CALL)]
+Set = Annotated[Optional[list[str]], typer.Option("--set", help="Any other call argument as KEY=VALUE (VALUE parsed as YAML), e.g. --set true_cfg_scale=4. Repeatable.", rich_help_panel=CALL)]
+
+Threshold = Annotated[Optional[float], typer.Option(help="Accumulated-error threshold (0 disables skipping). Default: the profile's.", rich_help_panel=SKIP)]
+MaxSkipSteps = Annotated[Optional[int], typer.Option(help="Max consecutive skipped steps (K). Default: the profile's.", rich_help_panel=SKIP)]
+RetentionRatio = Annotated[Optional[float], typer.Option(help="Fraction of first steps never skipped. Default: the profile's.", rich_help_panel=SKIP)]
+
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; everything else goes to stderr.")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")]
