@@ -48,10 +48,10 @@ def _halves(batch: int, labels: tuple[str, ...]) -> tuple[slice, ...]:
 
 def assign_observed(context: str | None, batch: int, call_index: int, batched: bool) -> Assignment:
     """Calibration: label a call from what the pipeline shows (names, batch layout, call order)."""
+    if batched:  # checked first: some pipelines name their batched call too (CogVideoX: "cond_uncond")
+        return Assignment(BATCHED_ORDER, _halves(batch, BATCHED_ORDER), "batched")
     if context:
         return Assignment((context,), (None,), "sequential")
-    if batched:
-        return Assignment(BATCHED_ORDER, _halves(batch, BATCHED_ORDER), "batched")
     return Assignment((f"call{call_index}",), (None,), "sequential")
 
 

@@ -71,7 +71,6 @@ def calibrate(
     revision: str | None = None,
     dtype: str | None = None,
     device: str | None = None,
-    batched: bool | None = None,
     defaults: dict[str, Any] | None = None,
     on_step: Callable[[int], None] | None = None,
     on_run: Callable[[int, str, int], None] | None = None,
@@ -79,8 +78,8 @@ def calibrate(
 ) -> CalibrationResult:
     """Run the pipeline on every prompt × seed with recording hooks (no skipping) and build a Profile.
 
-    `batched=None` detects batched guidance from the pipeline; the CLI passes one prompt per call, so a
-    doubled batch means `cat([negative, positive])`.
+    Each call gets one prompt, so a denoiser batch of twice the images per prompt means batched guidance,
+    `cat([negative, positive])`.
     """
     if not prompts:
         raise MagCacheError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
@@ -88,7 +87,8 @@ def calibrate(
         raise MagCacheError("no seed given", hint="pass --seed (repeatable)")
     denoisers = find_denoisers(pipe)
     name, denoiser = denoisers[0]
-    hooks = MagCacheHooks(pipe, name, mode="calibrate", batched=batched)
+    per_prompt = call_kwargs.get("num_images_per_prompt") or call_kwargs.get("num_videos_per_prompt") or 1
+    hooks = MagCacheHooks(pipe, name, mode="calibrate", expected_batch=int(per_prompt))
     hooks.on_step = on_step
     outputs, wall = [], 0.0
     with hooks:

@@ -275,7 +275,7 @@ def profile_validate(paths: Annotated[list[Path], typer.Argument(help="Profile f
             console.info(f"[green]ok[/]      {p}")
         except ProfileError as e:
             bad += 1
-            console.info(f"[red]invalid[/] {p}: {e}")
+            console.info(f"[red]invalid[/] {e}")
     if bad:
         console.error(f"{bad} of {len(paths)} profile(s) invalid")
         raise typer.Exit(1)

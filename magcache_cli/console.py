@@ -131,7 +131,7 @@ def render_run(result, paths: list[str], no_cache: bool) -> None:
         c.print(f"[bold]Settings[/]: threshold {s.threshold}, max skips {s.max_skip_steps}, "
                 f"retention {s.retention_ratio}, branch policy {result.policy}")
     if result.schedule:
-        t = Table(title=f"Schedule over {result.steps} steps (█ computed, ░ skipped)", title_justify="left")
+        t = Table(title=f"Schedule, {result.steps} steps: █ computed ░ skipped", title_justify="left")
         for col in ("branch", "timeline", "computed", "skipped"):
             t.add_column(col)
         for label, sched in result.schedule.items():

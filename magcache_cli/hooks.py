@@ -114,7 +114,7 @@ class MagCacheHooks:
     """
 
     def __init__(self, pipe, denoiser_name: str = "transformer", mode: str = "calibrate",
-                 plan: RunPlan | None = None, batched: bool | None = None):
+                 plan: RunPlan | None = None, expected_batch: int | None = None):
         if mode not in ("calibrate", "run"):
             raise ValueError(f"mode must be 'calibrate' or 'run', got {mode!r}")
         if mode == "run" and plan is None:
@@ -123,7 +123,7 @@ class MagCacheHooks:
         self.denoiser_name = denoiser_name
         self.denoiser: nn.Module = getattr(pipe, denoiser_name)
         self.scheduler = pipe.scheduler
-        self.mode, self.plan, self._batched_hint = mode, plan, batched
+        self.mode, self.plan, self._expected_batch = mode, plan, expected_batch
         self.spec: StackSpec | None = None
         self.reports: list[CallReport] = []
         self.records: list[dict[str, dict[int, tuple[float, float, float]]]] = []
@@ -277,10 +277,13 @@ class MagCacheHooks:
         if self.mode == "run":
             return assign_profiled(self._context, batch, self._call_in_step, self.plan.guidance_mode,
                                    self.plan.labels)
-        batched = self._batched_hint
-        if batched is None:
-            batched = bool(getattr(self.pipe, "do_classifier_free_guidance", False)) and batch % 2 == 0
-        return assign_observed(self._context, batch, self._call_in_step, batched and not self._context)
+        # batched guidance doubles the batch the caller asked for; without that number, trust the pipeline's flag
+        if self._expected_batch:
+            batched = batch == 2 * self._expected_batch
+        else:
+            flagged = bool(getattr(self.pipe, "do_classifier_free_guidance", False)) and not self._context
+            batched = batch % 2 == 0 and (flagged or self._context == "cond_uncond")
+        return assign_observed(self._context, batch, self._call_in_step, batched)
 
     def _decide(self, a: Assignment, batch: int) -> bool:
         if self.mode == "calibrate":
