@@ -21,9 +21,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-profile_app = typer.Typer(help="Inspect and check profiles.", no_args_is_help=True)
-app.add_typer(profile_app, name="profile")
-
 _debug = {"on": os.environ.get("MAGCACHE_DEBUG") == "1"}
 
 DEMO_MODEL = "builtin:demo"
@@ -240,45 +237,13 @@ def run(
         console.emit_json({**result.to_json(), "no_cache": no_cache, "outputs": paths})
 
 
-@profile_app.command("show")
-@_boundary
-def profile_show(path: Annotated[Path, typer.Argument(help="Profile file.")], json_: o.Json = False) -> None:
-    """Show a profile: provenance, defaults, and per-branch curves with sparklines.
+def _register_subcommands() -> None:
+    from .cli_profile import profile_app
 
-    Example:
-
-        magcache profile show profiles/flux1-dev.yaml
-    """
-    from .profile import load_profile, profile_to_dict
-
-    console.set_json(json_)
-    prof = load_profile(path)
-    console.render_profile(prof, str(path))
-    if json_:
-        console.emit_json(profile_to_dict(prof))
+    app.add_typer(profile_app, name="profile")
 
 
-@profile_app.command("validate")
-def profile_validate(paths: Annotated[list[Path], typer.Argument(help="Profile files.")]) -> None:
-    """Check profiles against schema v1; exit 1 if any is invalid (for CI).
-
-    Example:
-
-        magcache profile validate profiles/*.yaml
-    """
-    from .profile import load_profile
-
-    bad = 0
-    for p in paths:
-        try:
-            load_profile(p)
-            console.info(f"[green]ok[/]      {p}")
-        except ProfileError as e:
-            bad += 1
-            console.info(f"[red]invalid[/] {e}")
-    if bad:
-        console.error(f"{bad} of {len(paths)} profile(s) invalid")
-        raise typer.Exit(1)
+_register_subcommands()
 
 
 def main() -> None:
