@@ -174,6 +174,7 @@ def run(
     retention_ratio: o.RetentionRatio = None,
     branch_policy: Annotated[str, typer.Option(help="joint: skip a step only when every branch may skip (default). independent: each sequential branch decides alone.", rich_help_panel=o.SKIP)] = "joint",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run the plain pipeline (for comparison).", rich_help_panel=o.SKIP)] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Also run uncached and at fewer steps (same seeds, one model load); report speedup, PSNR/SSIM (LPIPS if available) and write a side-by-side PNG.", rich_help_panel=o.SKIP)] = False,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Load this model instead of the profile's.", rich_help_panel=o.LOAD)] = None,
     steps: o.Steps = None,
     guidance_scale: o.GuidanceScale = None,
@@ -223,6 +224,12 @@ def run(
         negative_prompt=negative_prompt if negative_prompt is not None else cal.negative_prompt,
         height=height or cal.height, width=width or cal.width, num_frames=num_frames or cal.num_frames, extra=extra)
     settings = settings_from(prof, threshold, max_skip_steps, retention_ratio)
+    if compare:
+        if no_cache:
+            raise UsageError("--compare and --no-cache exclude each other", hint="--compare already runs uncached")
+        from .cli_quality import run_compare
+
+        return run_compare(pipe, prof, prompts, seeds, kwargs, settings, branch_policy, output, json_)
     n = kwargs["num_inference_steps"]
     with _progress_hooks(len(prompts) * len(seeds), n, "Generating") as bar:
         result = run_cached(pipe, prompts, seeds, kwargs, profile=None if no_cache else prof, settings=settings,
@@ -241,6 +248,9 @@ def _register_subcommands() -> None:
     from .cli_profile import profile_app
 
     app.add_typer(profile_app, name="profile")
+    from .cli_quality import register as register_quality
+
+    register_quality(app)
 
 
 _register_subcommands()
