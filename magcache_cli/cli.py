@@ -164,7 +164,7 @@ def _demo_defaults(steps, guidance_scale, height, width):
 @app.command()
 @_boundary
 def run(
-    profile: Annotated[Path, typer.Option("--profile", "-P", help="Profile written by `magcache calibrate`.")],
+    profile: Annotated[str, typer.Option("--profile", "-P", help="Profile file written by `magcache calibrate`, or a shipped profile's name (`magcache profile list`).")],
     prompt: o.Prompt = None,
     prompts_file: o.PromptsFile = None,
     seed: o.Seed = None,
@@ -176,6 +176,7 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run the plain pipeline (for comparison).", rich_help_panel=o.SKIP)] = False,
     compare: Annotated[bool, typer.Option("--compare", help="Also run uncached and at fewer steps (same seeds, one model load); report speedup, PSNR/SSIM (LPIPS if available) and write a side-by-side PNG.", rich_help_panel=o.SKIP)] = False,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Load this model instead of the profile's.", rich_help_panel=o.LOAD)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Use the profile even if it was calibrated on another transformer.", rich_help_panel=o.SKIP)] = False,
     steps: o.Steps = None,
     guidance_scale: o.GuidanceScale = None,
     negative_prompt: o.NegativePrompt = None,
@@ -202,7 +203,7 @@ def run(
     """
     from . import outputs
     from .loading import build_call_kwargs, parse_set, read_prompts
-    from .profile import load_profile
+    from .api import load_profile
     from .replay import POLICIES, run as run_cached, settings_from
 
     console.set_json(json_)
@@ -233,7 +234,7 @@ def run(
     n = kwargs["num_inference_steps"]
     with _progress_hooks(len(prompts) * len(seeds), n, "Generating") as bar:
         result = run_cached(pipe, prompts, seeds, kwargs, profile=None if no_cache else prof, settings=settings,
-                            policy=branch_policy, no_cache=no_cache, on_step=lambda _: bar.advance(),
+                            policy=branch_policy, no_cache=no_cache, force=force, on_step=lambda _: bar.advance(),
                             on_run=lambda i, p, s: bar.describe(f"Generating {i + 1}/{len(prompts) * len(seeds)}"))
     paths = [str(outputs.save(out, p)) for out, p in
              zip(result.outputs, outputs.output_paths(output, result.prompts_seeds, prompts))]

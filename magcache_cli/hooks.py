@@ -30,6 +30,9 @@ from .errors import MagCacheError
 from .stacks import Observation, StackSpec, analyse, bind_inputs, set_submodule
 
 
+_MISSING = object()
+
+
 @dataclass
 class RunPlan:
     """What `run` mode needs: the profile's curves and the skip settings."""
@@ -130,6 +133,7 @@ class MagCacheHooks:
         self.warnings: list[str] = []
         self.on_step = None  # optional callback(step_index) after each scheduler step
         self._handles: list = []
+        self._patched: list = []
         self._installed = False
         self._context: str | None = None
         self._layouts: dict[str, dict[str, nn.Module]] = {}
@@ -172,9 +176,12 @@ class MagCacheHooks:
         for h in self._handles:
             h.remove()
         self._handles = []
-        for obj, name in (( self.scheduler, "step"), (self.scheduler, "set_timesteps"), (self.denoiser, "cache_context")):
-            if name in vars(obj) and getattr(vars(obj)[name], "_magcache", False):
-                delattr(obj, name)
+        for obj, name, previous in reversed(self._patched):
+            if previous is _MISSING:
+                vars(obj).pop(name, None)
+            else:
+                setattr(obj, name, previous)
+        self._patched = []
         self._restore_layout()
         self._installed = False
         self._cache.clear()
@@ -187,12 +194,10 @@ class MagCacheHooks:
     def __exit__(self, *exc) -> None:
         self.remove()
 
-    @staticmethod
-    def _patch(obj, name: str, wrapper) -> None:
-        original = getattr(obj, name)
-        patched = wrapper(original)
-        patched._magcache = True
-        setattr(obj, name, patched)
+    def _patch(self, obj, name: str, wrapper) -> None:
+        """Wrap a bound method by an instance attribute; `remove` puts back exactly what was there."""
+        self._patched.append((obj, name, vars(obj).get(name, _MISSING)))
+        setattr(obj, name, wrapper(getattr(obj, name)))
 
     def _wrap_step(self, original):
         @functools.wraps(original)
@@ -245,7 +250,7 @@ class MagCacheHooks:
         plan = self.plan
         steps = self._steps or plan.steps
         if plan.steps and steps != plan.steps:
-            msg = f"profile curves measured at {plan.steps} steps are resampled to {steps} steps"
+            msg = f"calibration.steps: profile measured at {plan.steps} steps, running {steps} (curves resampled)"
             if msg not in self.warnings:
                 self.warnings.append(msg)
         policy = "joint" if plan.guidance_mode == "batched" else plan.policy

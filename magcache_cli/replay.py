@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from . import ratios
 from .calibrate import generator_for
-from .hooks import CallReport, MagCacheHooks, RunPlan
+from .hooks import CallReport, RunPlan
 from .profile import Profile
 from .stacks import StackSpec, find_denoisers
 
@@ -95,12 +95,14 @@ def run(
     settings: ratios.SkipSettings | None = None,
     policy: str = "joint",
     no_cache: bool = False,
+    force: bool = False,
     on_step: Callable[[int], None] | None = None,
     on_run: Callable[[int, str, int], None] | None = None,
 ) -> RunResult:
     """Generate every prompt × seed, skipping per the profile (or not at all with `no_cache`).
 
-    The hooks are removed afterwards, also when the pipeline raises.
+    The hooks are removed afterwards, also when the pipeline raises. A profile measured on another
+    transformer is refused unless `force`.
     """
     pairs = [(p, s) for p in prompts for s in seeds]
     outputs, wall = [], 0.0
@@ -118,10 +120,13 @@ def run(
         finally:
             counter.remove()
         return RunResult(steps, {}, counter.calls, counter.calls, wall, outputs, pairs)
+    from .api import MagCache, call_warnings
+
     settings = settings or settings_from(profile)
-    hooks = MagCacheHooks(pipe, name, mode="run", plan=plan_from_profile(profile, settings, policy))
+    cache = MagCache(pipe, profile, settings, policy, force)
+    hooks = cache.hooks
     hooks.on_step = on_step
-    with hooks:
+    with cache:
         for i, (prompt, seed) in enumerate(pairs):
             if on_run:
                 on_run(i, prompt, seed)
@@ -141,7 +146,7 @@ def run(
         prompts_seeds=pairs,
         reports=reports,
         stack=hooks.spec,
-        warnings=list(hooks.warnings),
+        warnings=[*cache.warnings, *call_warnings(profile, call_kwargs), *hooks.warnings],
         settings=settings,
         policy="joint" if profile.calibration.guidance_mode == "batched" else policy,
     )
