@@ -22,7 +22,7 @@ from .errors import CompatibilityError
 from .hooks import CallReport, MagCacheHooks
 from .profile import Profile, config_fingerprint
 from .profile import load_profile as _load_profile_file
-from .replay import plan_from_profile, settings_from
+from .replay import merge_reports, plans_by_denoiser, settings_from
 from .stacks import find_denoisers
 
 _ATTR = "_magcache_cache"
@@ -82,16 +82,25 @@ class MagCache:
     def __init__(self, pipe, profile: Profile, settings: ratios.SkipSettings, policy: str, force: bool):
         self.pipe, self.profile, self.settings, self.policy = pipe, profile, settings, policy
         self.warnings = check_compatibility(pipe, profile, force)
-        name, _ = find_denoisers(pipe)[0]
-        self._hooks = MagCacheHooks(pipe, name, mode="run", plan=plan_from_profile(profile, settings, policy))
+        denoisers = find_denoisers(pipe)
+        plans = plans_by_denoiser(profile, settings, policy, [n for n, _ in denoisers])
+        self._all = [MagCacheHooks(pipe, n, mode="run", plan=plans[n], prefix="" if k == 0 else f"{n}.")
+                     for k, (n, _) in enumerate(denoisers) if n in plans]
 
     @property
     def hooks(self) -> MagCacheHooks:
-        return self._hooks
+        """The hooks of the first denoiser (the only one, except in two-expert pipelines)."""
+        return self._all[0]
+
+    @property
+    def all_hooks(self) -> list[MagCacheHooks]:
+        return list(self._all)
 
     @property
     def reports(self) -> list[CallReport]:
-        return [r for r in self._hooks.reports if r.calls]
+        """One report per pipeline call; with two experts, their reports are merged."""
+        per = [[r for r in h.reports if r.calls] for h in self._all]
+        return [merge_reports(rs) for rs in zip(*per)] if len(per) > 1 else per[0]
 
     @property
     def report(self) -> CallReport | None:
@@ -102,12 +111,14 @@ class MagCache:
         current = getattr(self.pipe, _ATTR, None)
         if current is not None and current is not self:
             current.remove()  # applying twice replaces, never stacks
-        self._hooks.install()
+        for h in self._all:
+            h.install()
         setattr(self.pipe, _ATTR, self)
         return self
 
     def remove(self) -> None:
-        self._hooks.remove()
+        for h in reversed(self._all):
+            h.remove()
         if getattr(self.pipe, _ATTR, None) is self:
             delattr(self.pipe, _ATTR)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -88,25 +89,39 @@ def calibrate(
     denoisers = find_denoisers(pipe)
     name, denoiser = denoisers[0]
     per_prompt = call_kwargs.get("num_images_per_prompt") or call_kwargs.get("num_videos_per_prompt") or 1
-    hooks = MagCacheHooks(pipe, name, mode="calibrate", expected_batch=int(per_prompt))
-    hooks.on_step = on_step
+    # one set of hooks per denoiser; a second expert's branches are labelled "<name>.<branch>"
+    all_hooks = [MagCacheHooks(pipe, n, mode="calibrate", expected_batch=int(per_prompt),
+                               prefix="" if k == 0 else f"{n}.") for k, (n, _) in enumerate(denoisers)]
+    all_hooks[0].on_step = on_step
     outputs, wall = [], 0.0
-    with hooks:
+    with ExitStack() as stack:
+        for h in all_hooks:
+            stack.enter_context(h)
         for i, (prompt, seed) in enumerate((p, s) for p in prompts for s in seeds):
             if on_run:
                 on_run(i, prompt, seed)
-            hooks.begin_call(call_kwargs.get("num_inference_steps"))
+            for h in all_hooks:
+                h.begin_call(call_kwargs.get("num_inference_steps"))
             t0 = time.perf_counter()
             out = pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs)
             wall += time.perf_counter() - t0
             if keep_outputs:
                 outputs.append(out)
-    curves = hooks.curves()
-    seen = list(curves)
-    renames, guidance_mode = finalize_labels(seen, hooks.last_mode)
-    branches = {renames[k]: v for k, v in curves.items()}
-    if guidance_mode == "batched":
-        branches = {k: branches[k] for k in ("uncond", "cond")}
+    used = [h for h in all_hooks if any(r.calls for r in h.reports)]
+    if not used:
+        raise MagCacheError(f"{type(pipe).__name__} never called its transformer",
+                            hint="check the call arguments (e.g. --steps) and that the pipeline denoises")
+    branches, stack_paths, guidance_mode = {}, [], "none"
+    for k, h in enumerate(used):
+        curves = h.curves()
+        local = [label[len(h.prefix):] for label in curves]
+        renames, mode = finalize_labels(local, h.last_mode)
+        if k == 0:
+            guidance_mode = mode
+        order = [x for x in ("uncond", "cond") if x in local] if mode == "batched" else local
+        for label in order:
+            branches[h.prefix + renames[label]] = curves[h.prefix + label]
+        stack_paths += [h.prefix + p for p in h.spec.paths]
     steps = len(next(iter(branches.values()))["ratios"])
     config = dict(getattr(denoiser, "config", {}) or {})
     data = {
@@ -117,7 +132,7 @@ def calibrate(
             "pipeline_class": type(pipe).__name__,
             "transformer_class": type(denoiser).__name__,
             "config_fingerprint": config_fingerprint(config),
-            "stack": hooks.spec.paths,
+            "stack": stack_paths,
         },
         "scheduler": scheduler_info(pipe.scheduler),
         "calibration": {
@@ -142,6 +157,6 @@ def calibrate(
     }
     profile = profile_from_dict(data)
     runs = len(prompts) * len(seeds)
-    calls = sum(r.calls for r in hooks.reports)
-    return CalibrationResult(profile, hooks.spec, wall, runs, calls, outputs)
+    calls = sum(r.calls for h in used for r in h.reports)
+    return CalibrationResult(profile, used[0].spec, wall, runs, calls, outputs)
 

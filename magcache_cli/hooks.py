@@ -11,6 +11,9 @@ Where things happen, chosen so that nothing runs inside the blocks (which users 
 * on a skipped call, the block lists of the stack are replaced by a single `_Replay` module that returns the
   stack's input plus the branch's cached residual, in the last block's output structure;
 * the scheduler's ``step`` marks step boundaries and ``set_timesteps`` the start of a pipeline call.
+* under a whole-model ``torch.compile`` the forward pass (with these proxies in it) is one graph per layout,
+  computed or skipped: the proxies exchange tensors with the hooks through one `_Tap` and hold only constants,
+  the hooks are `torch.compiler.disable`d, and the one discovery call runs eagerly (see `compile.py`).
 
 Removing the hooks restores the original modules and methods exactly.
 """
@@ -27,7 +30,7 @@ from torch import nn
 from . import ratios
 from .branches import Assignment, assign_observed, assign_profiled
 from .errors import MagCacheError
-from .stacks import Observation, StackSpec, analyse, bind_inputs, set_submodule
+from .stacks import Observation, StackSpec, analyse, bind_inputs, set_submodule, unwrap_compiled
 
 
 _MISSING = object()
@@ -42,6 +45,7 @@ class RunPlan:
     settings: ratios.SkipSettings
     policy: str = "joint"
     steps: int | None = None  # steps the curves were measured at
+    active: list[int] | None = None  # [start, stop) calibration steps this denoiser runs; None: all
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -67,47 +71,76 @@ class CallReport:
             (self.skipped if computed else self.computed).setdefault(label, [])
 
 
+class _Tap:
+    """The only state the stack's proxies touch: the stack input, the residual out, the residual to replay.
+
+    The hooks fill and empty it outside the forward pass; the proxies hold nothing else but constants, so a
+    whole-model `torch.compile` traces them without guarding on per-step state (step, branch, caches).
+    """
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.entry: torch.Tensor | None = None
+        self.out: torch.Tensor | None = None  # residual of a computed call, read by the forward hook
+        self.residual: torch.Tensor | None = None  # cached residual for a skipped call, set by the pre-hook
+
+
+def _image_slice(total: int, n: int, image_start: int, image_tail: int) -> slice:
+    if image_start == 0:
+        return slice(0, n)
+    end = total - image_tail
+    return slice(end - n, end)
+
+
 class _Probe(nn.Module):
     """Wraps the first and/or last block of the stack on computed calls."""
 
-    def __init__(self, block: nn.Module, hooks: "MagCacheHooks", entry: bool, exit: bool):
+    def __init__(self, block: nn.Module, tap: _Tap, spec: StackSpec, entry: bool, exit: bool):
         super().__init__()
         self.block = block
-        self._hooks, self._entry, self._exit = hooks, entry, exit
+        self._tap, self._entry, self._exit = tap, entry, exit
+        self._names, self._main_input = spec.param_names_first, spec.segments[0].main_input
+        self._out_index = None if spec.out_single else spec.segments[-1].main_output
+        self._image = (spec.image_start, spec.image_tail)
 
     def forward(self, *args, **kwargs):
-        h = self._hooks
-        spec = h.spec
+        tap = self._tap
         if self._entry:
-            h._entry = bind_inputs(spec.param_names_first, args, kwargs)[spec.segments[0].main_input]
+            tap.entry = bind_inputs(self._names, args, kwargs)[self._main_input]
         out = self.block(*args, **kwargs)
         if self._exit:
-            main = out if spec.out_single else out[spec.segments[-1].main_output]
-            h._on_residual(h._image_part(main, h._entry.shape[1]) - h._entry)
+            main = out if self._out_index is None else out[self._out_index]
+            x = tap.entry
+            if main.shape[1] != x.shape[1]:
+                main = main[:, _image_slice(main.shape[1], x.shape[1], *self._image)]
+            tap.out, tap.entry = main - x, None
         return out
 
 
 class _Replay(nn.Module):
     """Stands in for the whole stack on a skipped call: stack input + cached residual."""
 
-    def __init__(self, hooks: "MagCacheHooks"):
+    def __init__(self, tap: _Tap, spec: StackSpec):
         super().__init__()
-        self._hooks = hooks
+        self._tap = tap
+        self._names, self._main_input = spec.param_names_last, spec.segments[-1].main_input
+        self._out_single, self._out_spec = spec.out_single, tuple(spec.out_spec)
+        self._image = (spec.image_start, spec.image_tail)
 
     def forward(self, *args, **kwargs):
-        h = self._hooks
-        spec = h.spec
-        bound = bind_inputs(spec.param_names_last, args, kwargs)
-        x = bound[spec.segments[-1].main_input]
-        r = h._cache[h._current.key]
+        bound = bind_inputs(self._names, args, kwargs)
+        x = bound[self._main_input]
+        r = self._tap.residual
         if x.shape == r.shape:
             main = x + r
         else:
             main = x.clone()
-            main[:, h._image_slice(x.shape[1], r.shape[1])] += r
-        if spec.out_single:
+            main[:, _image_slice(x.shape[1], r.shape[1], *self._image)] += r
+        if self._out_single:
             return main
-        return tuple(main if k == "@main" else None if k is None else bound.get(k) for k in spec.out_spec)
+        return tuple(main if k == "@main" else None if k is None else bound.get(k) for k in self._out_spec)
 
 
 class MagCacheHooks:
@@ -117,14 +150,16 @@ class MagCacheHooks:
     """
 
     def __init__(self, pipe, denoiser_name: str = "transformer", mode: str = "calibrate",
-                 plan: RunPlan | None = None, expected_batch: int | None = None):
+                 plan: RunPlan | None = None, expected_batch: int | None = None, prefix: str = ""):
         if mode not in ("calibrate", "run"):
             raise ValueError(f"mode must be 'calibrate' or 'run', got {mode!r}")
         if mode == "run" and plan is None:
             raise ValueError("run mode needs a RunPlan")
         self.pipe = pipe
         self.denoiser_name = denoiser_name
-        self.denoiser: nn.Module = getattr(pipe, denoiser_name)
+        self.prefix = prefix  # added to branch labels in reports and records ("transformer_2.")
+        self.denoiser: nn.Module = unwrap_compiled(getattr(pipe, denoiser_name))
+        self._tap = _Tap()
         self.scheduler = pipe.scheduler
         self.mode, self.plan, self._expected_batch = mode, plan, expected_batch
         self.spec: StackSpec | None = None
@@ -158,11 +193,19 @@ class MagCacheHooks:
     def install(self) -> "MagCacheHooks":
         if self._installed:
             return self
+        from .compile import compiled_entry, gate_eager
+
         d = self.denoiser
+        # Disabled for dynamo: under a whole-model compile the hooks run as plain Python, never as a graph
+        # that would guard on (and recompile for) the step, the branch or the caches.
         self._handles = [
-            d.register_forward_pre_hook(self._before_call, with_kwargs=True),
-            d.register_forward_hook(self._after_call, with_kwargs=True, always_call=True),
+            d.register_forward_pre_hook(torch.compiler.disable(self._before_call), with_kwargs=True),
+            d.register_forward_hook(torch.compiler.disable(self._after_call), with_kwargs=True, always_call=True),
         ]
+        entry = compiled_entry(getattr(self.pipe, self.denoiser_name))
+        if entry is not None:  # a whole-model compile: the discovery call runs eagerly
+            owner, name, eager = entry
+            self._patch(owner, name, lambda compiled: gate_eager(compiled, eager, lambda: self.spec is None))
         self._patch(self.scheduler, "step", self._wrap_step)
         self._patch(self.scheduler, "set_timesteps", self._wrap_set_timesteps)
         if hasattr(d, "cache_context"):
@@ -187,6 +230,7 @@ class MagCacheHooks:
         self._cache.clear()
         self._prev.clear()
         self._entry = None
+        self._tap.clear()
 
     def __enter__(self) -> "MagCacheHooks":
         return self.install()
@@ -254,12 +298,14 @@ class MagCacheHooks:
             if msg not in self.warnings:
                 self.warnings.append(msg)
         policy = "joint" if plan.guidance_mode == "batched" else plan.policy
-        self._schedule = ratios.simulate(plan.curves, steps, plan.settings, policy)
+        window = ratios.rescale_window(plan.active, plan.steps or steps, steps)
+        self._schedule = ratios.simulate_window(plan.curves, steps, plan.settings, policy, window)
 
     # ---- per call ----------------------------------------------------------------------------------------
     def _before_call(self, module, args, kwargs):
         if self._report is None:
             self.begin_call()
+        self._tap.clear()
         x = next((v for v in (*args, *kwargs.values()) if torch.is_tensor(v) and v.is_floating_point()), None)
         batch = x.shape[0] if x is not None else 1
         a = self._assign(batch)
@@ -275,6 +321,8 @@ class MagCacheHooks:
             self._observation = Observation(self.denoiser).__enter__()
             return None
         self._computing = self._decide(a, batch)
+        if not self._computing:
+            self._tap.residual = self._cache[a.key]
         self._apply_layout("compute" if self._computing else "skip")
         return None
 
@@ -311,8 +359,12 @@ class MagCacheHooks:
                     self._residual_from_observation(obs)
         finally:
             self._restore_layout()
+            residual = self._tap.out
+            self._tap.clear()
+        if residual is not None and output is not None:
+            self._on_residual(residual)
         if output is not None and self._current is not None:
-            self._report.note(self._current.labels, self.step, self._computing)
+            self._report.note(tuple(self.prefix + lb for lb in self._current.labels), self.step, self._computing)
             self._call_in_step += 1
         return None
 
@@ -326,10 +378,7 @@ class MagCacheHooks:
 
     # ---- residuals -------------------------------------------------------------------------------------
     def _image_slice(self, total: int, n: int) -> slice:
-        if self.spec.image_start == 0:
-            return slice(0, n)
-        end = total - self.spec.image_tail
-        return slice(end - n, end)
+        return _image_slice(total, n, self.spec.image_start, self.spec.image_tail)
 
     def _image_part(self, main: torch.Tensor, n: int) -> torch.Tensor:
         if main.shape[1] == n:
@@ -350,7 +399,7 @@ class MagCacheHooks:
                 stats = (1.0, 0.0, 0.0)
             else:
                 stats = ratios.residual_stats(prev, r)
-            record.setdefault(label, {})[self.step] = stats
+            record.setdefault(self.prefix + label, {})[self.step] = stats
             self._prev[label] = r
 
     # ---- layouts -----------------------------------------------------------------------------------------
@@ -362,15 +411,15 @@ class MagCacheHooks:
             blocks = list(originals[s.path])
             first, last = i == 0, i == len(spec.segments) - 1
             if first and last and len(blocks) == 1:
-                blocks[0] = _Probe(blocks[0], self, True, True)
+                blocks[0] = _Probe(blocks[0], self._tap, spec, True, True)
             else:
                 if first:
-                    blocks[0] = _Probe(blocks[0], self, True, False)
+                    blocks[0] = _Probe(blocks[0], self._tap, spec, True, False)
                 if last:
-                    blocks[-1] = _Probe(blocks[-1], self, False, True)
+                    blocks[-1] = _Probe(blocks[-1], self._tap, spec, False, True)
             compute[s.path] = nn.ModuleList(blocks)
         skip = {s.path: nn.ModuleList() for s in spec.segments[:-1]}
-        skip[spec.segments[-1].path] = nn.ModuleList([_Replay(self)])
+        skip[spec.segments[-1].path] = nn.ModuleList([_Replay(self._tap, spec)])
         self._layouts = {"original": originals, "compute": compute, "skip": skip}
 
     def _apply_layout(self, name: str) -> None:
@@ -384,25 +433,32 @@ class MagCacheHooks:
             self._apply_layout("original")
 
     # ---- results -----------------------------------------------------------------------------------------
-    def curves(self) -> dict[str, dict[str, list[float]]]:
-        """Calibration result: per branch (provisional labels) ratios, ratio_std, cos_dist and run_std."""
+    def curves(self) -> dict[str, dict]:
+        """Calibration result per branch (provisional labels): ratios, ratio_std, cos_dist, run_std, and
+        `active` = [start, stop) when the denoiser ran on part of the steps only (two-expert pipelines)."""
         if self.mode != "calibrate":
             raise MagCacheError("curves() is only available after calibration")
-        steps = max((len(r) for rec in self.records for r in rec.values()), default=0)
+        measured = [step for rec in self.records for r in rec.values() for step in r]
+        steps = max([r.steps for r in self.reports if r.calls] + [max(measured, default=-1) + 1])
         labels = list(dict.fromkeys(label for rec in self.records for label in rec))
-        out: dict[str, dict[str, list[float]]] = {}
+        out: dict[str, dict] = {}
         for label in labels:
             runs = [rec[label] for rec in self.records if label in rec]
-            cols: dict[str, list[float]] = {"ratios": [], "ratio_std": [], "cos_dist": [], "run_std": []}
+            seen = sorted({step for run in runs for step in run})
+            start, stop = seen[0], seen[-1] + 1
+            cols: dict = {"ratios": [], "ratio_std": [], "cos_dist": [], "run_std": []}
             for step in range(steps):
                 vals = [run[step] for run in runs if step in run]
-                if not vals:
+                if not vals and start <= step < stop:
                     raise MagCacheError(f"branch {label} has no measurement at step {step}",
                                         hint="the pipeline skipped this branch on some steps; calibrate with a fixed guidance setup")
+                vals = vals or [(1.0, 0.0, 0.0)]  # outside the denoiser's window: placeholders
                 r = torch.tensor([v[0] for v in vals], dtype=torch.float64)
-                cols["ratios"].append(1.0 if step == 0 else float(r.mean()))
+                cols["ratios"].append(1.0 if step == start else float(r.mean()))
                 cols["run_std"].append(float(r.std(unbiased=False)) if len(vals) > 1 else 0.0)
                 cols["ratio_std"].append(sum(v[1] for v in vals) / len(vals))
                 cols["cos_dist"].append(sum(v[2] for v in vals) / len(vals))
+            if (start, stop) != (0, steps):
+                cols["active"] = [start, stop]
             out[label] = cols
         return out

@@ -99,6 +99,9 @@ class BranchCurves:
     ratio_std: list[float] | None = None
     cos_dist: list[float] | None = None
     run_std: list[float] | None = None
+    # [start, stop): the global steps this branch's denoiser runs (two-expert pipelines such as Wan 2.2);
+    # None means every step. Outside it the ratios are 1.0 placeholders.
+    active: list[int] | None = None
 
 
 @dataclass
@@ -278,7 +281,7 @@ def profile_from_dict(data: dict, path: str | None = None) -> Profile:
         where = f"branches.{label}"
         if not is_valid_label(label):
             raise c.fail(where, "invalid branch label: use letters, digits and _ . : - only")
-        b = c.mapping(b, where, CURVE_KEYS, ("ratios",))
+        b = c.mapping(b, where, (*CURVE_KEYS, "active"), ("ratios",))
         ratios = c.curve(b["ratios"], f"{where}.ratios", calibration.steps, "pos")
         if ratios[0] != 1.0:
             raise c.fail(f"{where}.ratios[0]", f"must be 1.0 (step 0 has no previous residual), got {ratios[0]!r}")
@@ -286,11 +289,23 @@ def profile_from_dict(data: dict, path: str | None = None) -> Profile:
             key: None if b.get(key) is None else c.curve(b[key], f"{where}.{key}", calibration.steps, "num0")
             for key in CURVE_KEYS[1:]
         }
-        branches[label] = BranchCurves(ratios=ratios, **extra)
+        active = _active_range(c, b.get("active"), f"{where}.active", calibration.steps, ratios)
+        branches[label] = BranchCurves(ratios=ratios, **extra, active=active)
 
     defaults = Defaults(**c.section(top["defaults"], "defaults"))
     return Profile(model=model, calibration=calibration, branches=branches, defaults=defaults,
                    scheduler=scheduler, source=source, schema_version=version)
+
+
+def _active_range(c: _Checker, v: Any, fld: str, steps: int, ratios: list[float]) -> list[int] | None:
+    if v is None:
+        return None
+    ok = isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v) and 0 <= v[0] < v[1] <= steps
+    if not ok:
+        raise c.fail(fld, f"must be [start, stop] with 0 <= start < stop <= {steps}, got {_show(v)}")
+    if ratios[v[0]] != 1.0:
+        raise c.fail(f"{fld[:-len('active')]}ratios[{v[0]}]", "must be 1.0 (the denoiser's first step)")
+    return list(v)
 
 
 # ----------------------------------------------------------------------------------------- dict and text
@@ -310,7 +325,7 @@ def profile_to_dict(p: Profile) -> dict:
         "calibration": section(p.calibration, "calibration"),
         "source": p.source,
         "branches": {
-            label: {key: list(getattr(b, key)) for key in CURVE_KEYS if getattr(b, key) is not None}
+            label: {key: list(getattr(b, key)) for key in (*CURVE_KEYS, "active") if getattr(b, key) is not None}
             for label, b in p.branches.items()
         },
         "defaults": section(p.defaults, "defaults"),

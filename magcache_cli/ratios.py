@@ -212,3 +212,31 @@ def _check_retention(retention_ratio: float) -> None:
         raise ValueError(f"retention_ratio must be a number, got {retention_ratio!r}")
     if not 0 <= retention_ratio < 1:
         raise ValueError(f"retention_ratio must be in [0, 1), got {retention_ratio!r}")
+
+
+def rescale_window(active: Sequence[int] | None, cal_steps: int, steps: int) -> tuple[int, int]:
+    """The [start, stop) step window at `steps` steps of a window measured at `cal_steps` steps.
+
+    Uses the same nearest-index map as `resample`: step i at `steps` reads calibration step
+    `resample(range(cal_steps), steps)[i]`, and belongs to the window if that step does.
+    """
+    if active is None:
+        return 0, steps
+    start, stop = active
+    source = resample(list(range(cal_steps)), steps)
+    first = next((i for i, j in enumerate(source) if j >= start), steps)
+    end = next((i for i, j in enumerate(source) if j >= stop), steps)
+    return first, end
+
+
+def simulate_window(curves: Mapping[str, Sequence[float]], steps: int, settings: SkipSettings,
+                    policy: str = "joint", window: tuple[int, int] | None = None) -> dict[str, list[bool]]:
+    """`simulate` restricted to the steps [start, stop) of a denoiser that runs only there (two-expert
+    pipelines): the rule, retention included, applies to that window as if it were a run of its own;
+    steps outside it are marked computed (the denoiser is not expected to be called there)."""
+    start, stop = window or (0, steps)
+    if stop <= start:
+        return {label: [True] * steps for label in curves}
+    full = {label: resample(curve, steps)[start:stop] for label, curve in curves.items()}
+    inner = simulate(full, stop - start, settings, policy)
+    return {label: [True] * start + inner[label] + [True] * (steps - stop) for label in curves}

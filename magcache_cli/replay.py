@@ -9,6 +9,7 @@ from typing import Any, Callable
 from . import ratios
 from .calibrate import generator_for
 from .hooks import CallReport, RunPlan
+from .errors import BranchError
 from .profile import Profile
 from .stacks import StackSpec, find_denoisers
 
@@ -49,10 +50,39 @@ class RunResult:
 
 
 def plan_from_profile(profile: Profile, settings: ratios.SkipSettings, policy: str = "joint") -> RunPlan:
+    """The plan of the first denoiser (see `plans_by_denoiser` for two-expert pipelines)."""
+    return next(iter(plans_by_denoiser(profile, settings, policy, ["transformer"]).values()))
+
+
+def plans_by_denoiser(profile: Profile, settings: ratios.SkipSettings, policy: str,
+                      denoisers: list[str]) -> dict[str, RunPlan]:
+    """Split the profile's branches by denoiser: `cond` belongs to the first, `transformer_2.cond` to
+    `transformer_2`. Each denoiser gets its own plan (curves, and the window of steps it runs)."""
     if policy not in POLICIES:
         raise ValueError(f"branch policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    curves = {label: list(b.ratios) for label, b in profile.branches.items()}
-    return RunPlan(curves, profile.calibration.guidance_mode, settings, policy, profile.calibration.steps)
+    groups: dict[str, dict] = {}
+    for label, b in profile.branches.items():
+        owner, _, local = label.rpartition(".") if "." in label else ("", "", label)
+        name = owner if owner in denoisers[1:] else denoisers[0] if not owner else None
+        if name is None:
+            raise BranchError(f"profile branch {label} is for a denoiser `{owner}` this pipeline does not have",
+                              hint=f"its denoisers: {', '.join(denoisers)}")
+        groups.setdefault(name, {})[local] = b
+    cal = profile.calibration
+    return {name: RunPlan({lb: list(b.ratios) for lb, b in bs.items()}, cal.guidance_mode, settings, policy,
+                          cal.steps, next(iter(bs.values())).active)
+            for name, bs in groups.items()}
+
+
+def merge_reports(reports) -> CallReport:
+    """One CallReport for a pipeline call served by several denoisers (their labels are distinct)."""
+    merged = CallReport(max(r.steps for r in reports))
+    for r in reports:
+        merged.computed.update(r.computed)
+        merged.skipped.update(r.skipped)
+        merged.calls += r.calls
+        merged.computed_calls += r.computed_calls
+    return merged
 
 
 def settings_from(profile: Profile, threshold: float | None = None, max_skip_steps: int | None = None,
@@ -124,17 +154,17 @@ def run(
 
     settings = settings or settings_from(profile)
     cache = MagCache(pipe, profile, settings, policy, force)
-    hooks = cache.hooks
-    hooks.on_step = on_step
+    cache.hooks.on_step = on_step
     with cache:
         for i, (prompt, seed) in enumerate(pairs):
             if on_run:
                 on_run(i, prompt, seed)
-            hooks.begin_call(call_kwargs.get("num_inference_steps"))
+            for h in cache.all_hooks:
+                h.begin_call(call_kwargs.get("num_inference_steps"))
             t0 = time.perf_counter()
             outputs.append(pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs))
             wall += time.perf_counter() - t0
-    reports = [r for r in hooks.reports if r.calls]
+    reports = cache.reports
     schedule = _schedule_of(reports[0]) if reports else {}
     return RunResult(
         steps=reports[0].steps if reports else steps,
@@ -145,8 +175,9 @@ def run(
         outputs=outputs,
         prompts_seeds=pairs,
         reports=reports,
-        stack=hooks.spec,
-        warnings=[*cache.warnings, *call_warnings(profile, call_kwargs), *hooks.warnings],
+        stack=cache.hooks.spec,
+        warnings=[*cache.warnings, *call_warnings(profile, call_kwargs),
+                  *dict.fromkeys(w for h in cache.all_hooks for w in h.warnings)],
         settings=settings,
         policy="joint" if profile.calibration.guidance_mode == "batched" else policy,
     )
