@@ -13,27 +13,34 @@ Design notes
   (no merges), so ids are identical across processes and machines. Nothing is downloaded and
   `train_new_from_iterator` is never used.
 * Text encoders are tiny configs of the real model classes (CLIPTextModel[WithProjection],
-  T5EncoderModel, UMT5EncoderModel, Qwen2_5_VLForConditionalGeneration, Gemma2Model, LlamaModel).
-* Many DiTs zero-initialise modulation / gate / output layers, which makes a random tiny model's
+  T5EncoderModel, UMT5EncoderModel, Qwen2_5_VLForConditionalGeneration, Gemma2Model, LlamaModel,
+  LlamaForCausalLM, GlmModel). CogView4 / HiDream's Llama-3 tokenizers are plain
+  PreTrainedTokenizerFast objects over the same kind of character-level byte-level BPE.
+* DiTs that zero-initialise modulation / gate / output layers would make a random tiny model's
   blocks identity maps (residual ratio 0 or NaN). After building the denoiser, every parameter
   tensor that is entirely zero is re-drawn from N(0, 0.1^2) with a `torch.Generator` seeded from
   `seed` and `zlib.crc32(parameter_name)`, so the weights (and the saved bytes) are deterministic.
-  All other initialisation is seeded with `torch.manual_seed(seed)` before each component.
+  (With diffusers 0.42 constructors this only hits a few norm biases - wan, cogvideox, hunyuanvideo,
+  the sdxl UNet - and mochi's pos_frequencies; the guard stays for models that do zero-init.) All
+  other initialisation is seeded with `torch.manual_seed(seed)` before each component.
 * The number of text tokens the denoiser sees differs from the number of image tokens in every
-  family (`TinyFamily.text_tokens` / `TinyFamily.image_tokens`, per transformer call, batch 1).
+  family (`TinyFamily.text_tokens` / `TinyFamily.image_tokens`, per transformer call, batch 1,
+  prompt "a cat"; some pipelines do not pad text, see each family's notes).
 
-Guidance modes (verified against the diffusers 0.42 pipeline sources)
--------------------------------------------------------------------
-* ``sequential-named``: one denoiser call per branch, wrapped in
-  ``transformer.cache_context("cond")`` / ``cache_context("uncond")`` (Flux true-CFG, Wan,
-  Qwen-Image true-CFG, HunyuanVideo true-CFG).
-* ``sequential-unnamed``: one call per branch with no cache_context (Chroma, Lumina2).
-* ``batched``: a single call on ``torch.cat([negative, positive])`` (SD3, SDXL UNet; CogVideoX also
-  batches but wraps the call in ``cache_context("cond_uncond")``).
-* ``none``: one call per step (Flux without negative prompt, guidance-distilled HunyuanVideo).
+Guidance modes (read in the diffusers 0.42.1 pipeline sources, checked by tests/test_tiny.py)
+-------------------------------------------------------------------------------------------
+* ``sequential-named``: one denoiser call per branch, cond first, wrapped in
+  ``transformer.cache_context("cond")`` / ``cache_context("uncond")``: flux (true CFG), wan,
+  qwenimage (true CFG), hunyuanvideo-truecfg, cogview4.
+* ``sequential-unnamed``: one call per branch, cond first, no cache_context: chroma, lumina2.
+* ``batched``: one call on ``torch.cat([negative, positive])``: sd3, sdxl (UNet), pixart, sana,
+  auraflow, hidream (no cache_context); cogvideox, ltx, mochi (inside ``cache_context("cond_uncond")``).
+* ``none``: one call per step: flux-nocfg, hunyuanvideo (guidance-distilled; both inside
+  ``cache_context("cond")``).
 
-Stretch families (pixart, sana, auraflow, ltx, mochi, cogview4, hidream, kandinsky5, allegro) are
-listed in `FAMILIES` only where they build and run; see `SKIPPED_FAMILIES` for the others.
+Stretch families: pixart (PixArt-Sigma), sana, auraflow, ltx, mochi, cogview4 and hidream build and
+run. Skipped (see `SKIPPED_FAMILIES`): kandinsky5 (its Qwen2VLProcessor needs torchvision) and
+allegro (its VAE only decodes with tiling enabled, which is not saved with the pipeline).
 """
 
 from __future__ import annotations
@@ -105,6 +112,30 @@ def _qwen2_tokenizer(extra_special: list[str], model_max_length: int = 4096):
     vocab = {t: i for i, t in enumerate(_byte_level_alphabet())}
     tok = Qwen2TokenizerFast(vocab=vocab, merges=[], model_max_length=model_max_length)
     tok.add_special_tokens({"additional_special_tokens": extra_special})
+    return tok
+
+
+def _byte_level_fast_tokenizer(specials: list[str], bos: str | None, eos: str, pad: str,
+                               model_max_length: int = 4096):
+    """A generic `PreTrainedTokenizerFast` (tiktoken-style byte-level BPE, as used by GLM-4 and Llama-3)."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers.models import BPE
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = _byte_level_alphabet()
+    vocab = {t: i for i, t in enumerate(alphabet + specials)}
+    backend = Tokenizer(BPE(vocab=vocab, merges=[], fuse_unk=False))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    if bos is not None:
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab[bos])]
+        )
+    kw = dict(eos_token=eos, pad_token=pad, model_max_length=model_max_length)
+    if bos is not None:
+        kw["bos_token"] = bos
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, **kw)
+    tok.add_special_tokens({"additional_special_tokens": [t for t in specials if t not in (bos, eos, pad)]})
     return tok
 
 
@@ -659,6 +690,312 @@ def _build_lumina2(seed: int):
     )
 
 
+def _build_pixart(seed: int):
+    import torch
+    from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
+
+    tok = _t5_tokenizer(model_max_length=300)
+    te = _t5_text(tok, seed, d_model=32)
+    torch.manual_seed(seed)
+    transformer = PixArtTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=4,
+        out_channels=8,  # learned sigma, like the real model
+        num_layers=2,
+        cross_attention_dim=32,
+        sample_size=16,
+        patch_size=2,
+        caption_channels=32,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+        num_embeds_ada_norm=1000,
+        attention_type="default",
+        interpolation_scale=None,
+    )
+    vae = _kl_vae(seed, latent_channels=4)
+    return PixArtSigmaPipeline(
+        tokenizer=tok, text_encoder=te, vae=vae, transformer=_denoiser(transformer, seed),
+        scheduler=DPMSolverMultistepScheduler(),
+    )
+
+
+def _build_sana(seed: int):
+    import torch
+    from diffusers import AutoencoderDC, SanaPipeline, SanaTransformer2DModel
+    from transformers import Gemma2Config, Gemma2Model
+
+    tok = _gemma_tokenizer()
+    torch.manual_seed(seed)
+    te = Gemma2Model(Gemma2Config(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=4096,
+        sliding_window=4096,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )).eval()
+    torch.manual_seed(seed)
+    transformer = SanaTransformer2DModel(
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=2,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=16,
+        cross_attention_dim=32,
+        caption_channels=16,
+        mlp_ratio=2.0,
+        sample_size=16,
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderDC(
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=2,
+        encoder_block_types=("ResBlock", "EfficientViTBlock"),
+        decoder_block_types=("ResBlock", "EfficientViTBlock"),
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        encoder_qkv_multiscales=((), (5,)),
+        decoder_qkv_multiscales=((), (5,)),
+        encoder_layers_per_block=(1, 1),
+        decoder_layers_per_block=(1, 1),
+        downsample_block_type="conv",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
+    ).eval()
+    return SanaPipeline(
+        tokenizer=tok, text_encoder=te, vae=vae, transformer=_denoiser(transformer, seed),
+        scheduler=_flow_scheduler(shift=3.0),
+    )
+
+
+def _build_auraflow(seed: int):
+    import torch
+    from diffusers import AuraFlowPipeline, AuraFlowTransformer2DModel
+
+    tok = _t5_tokenizer()
+    te = _umt5_text(tok, seed, d_model=32)
+    torch.manual_seed(seed)
+    transformer = AuraFlowTransformer2DModel(
+        sample_size=16,
+        patch_size=2,
+        in_channels=4,
+        num_mmdit_layers=1,
+        num_single_dit_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        caption_projection_dim=32,
+        out_channels=4,
+        pos_embed_max_size=64,
+    )
+    vae = _kl_vae(seed, latent_channels=4)
+    return AuraFlowPipeline(
+        tokenizer=tok, text_encoder=te, vae=vae, transformer=_denoiser(transformer, seed),
+        scheduler=_flow_scheduler(),
+    )
+
+
+def _build_ltx(seed: int):
+    import torch
+    from diffusers import AutoencoderKLLTXVideo, LTXPipeline, LTXVideoTransformer3DModel
+
+    tok = _t5_tokenizer()
+    te = _t5_text(tok, seed, d_model=32)
+    torch.manual_seed(seed)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        cross_attention_dim=32,
+        num_layers=2,
+        caption_channels=32,
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False, False, False, False, False),
+        upsample_residual=(False, False, False, False),
+        upsample_factor=(1, 1, 1, 1),
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    ).eval()
+    return LTXPipeline(
+        scheduler=_flow_scheduler(), vae=vae, text_encoder=te, tokenizer=tok,
+        transformer=_denoiser(transformer, seed),
+    )
+
+
+def _build_mochi(seed: int):
+    import torch
+    from diffusers import AutoencoderKLMochi, MochiPipeline, MochiTransformer3DModel
+
+    tok = _t5_tokenizer()
+    te = _t5_text(tok, seed, d_model=32)
+    torch.manual_seed(seed)
+    transformer = MochiTransformer3DModel(
+        patch_size=2,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        num_layers=2,
+        pooled_projection_dim=16,
+        in_channels=12,
+        out_channels=None,
+        qk_norm="rms_norm",
+        text_embed_dim=32,
+        time_embed_dim=4,
+        activation_fn="swiglu",
+        max_sequence_length=16,
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKLMochi(
+        latent_channels=12,
+        out_channels=3,
+        encoder_block_out_channels=(32, 32, 32, 32),  # GroupNorm(32) is hard-coded
+        decoder_block_out_channels=(32, 32, 32, 32),
+        layers_per_block=(1, 1, 1, 1, 1),
+    ).eval()
+    return MochiPipeline(
+        scheduler=_flow_scheduler(), vae=vae, text_encoder=te, tokenizer=tok,
+        transformer=_denoiser(transformer, seed),
+    )
+
+
+def _build_cogview4(seed: int):
+    import torch
+    from diffusers import CogView4Pipeline, CogView4Transformer2DModel
+    from transformers import GlmConfig, GlmModel
+
+    tok = _byte_level_fast_tokenizer(["<|endoftext|>", "[gMASK]", "<sop>"], bos=None, eos="<|endoftext|>",
+                                     pad="<|endoftext|>")
+    tok.padding_side = "left"
+    torch.manual_seed(seed)
+    te = GlmModel(GlmConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,  # the pipeline reads hidden_states[-2]
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )).eval()
+    torch.manual_seed(seed)
+    transformer = CogView4Transformer2DModel(
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        text_embed_dim=16,
+        time_embed_dim=8,
+        condition_dim=4,
+        pos_embed_max_size=32,
+        sample_size=16,
+        rope_axes_dim=(64, 64),
+    )
+    vae = _kl_vae(seed, latent_channels=4)
+    scheduler = _flow_scheduler(base_shift=0.25, max_shift=0.75, base_image_seq_len=256,
+                                use_dynamic_shifting=True, time_shift_type="linear")
+    return CogView4Pipeline(tokenizer=tok, text_encoder=te, vae=vae, transformer=_denoiser(transformer, seed),
+                            scheduler=scheduler)
+
+
+def _build_hidream(seed: int):
+    import torch
+    from diffusers import HiDreamImagePipeline, HiDreamImageTransformer2DModel
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = _clip_tokenizer()
+    tok2 = _clip_tokenizer()
+    tok3 = _t5_tokenizer()
+    tok4 = _byte_level_fast_tokenizer(
+        ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"], bos="<|begin_of_text|>", eos="<|eot_id|>",
+        pad="<|eot_id|>",
+    )
+    te = _clip_text(tok, seed, hidden=16, projection_dim=16)
+    te2 = _clip_text(tok2, seed + 1, hidden=16, projection_dim=16)
+    te3 = _t5_text(tok3, seed, d_model=32)
+    torch.manual_seed(seed)
+    te4 = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok4),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tok4.bos_token_id,
+        eos_token_id=tok4.eos_token_id,
+        pad_token_id=tok4.pad_token_id,
+        attn_implementation="eager",  # the pipeline asks for output_attentions=True
+    )).eval()
+    torch.manual_seed(seed)
+    transformer = HiDreamImageTransformer2DModel(
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=1,  # every call sees 4096 image tokens (see FAMILIES["hidream"].notes)
+        caption_channels=[32, 16],  # [t5 d_model, llama hidden]
+        text_emb_dim=32,  # clip-l proj 16 + clip-g proj 16
+        num_routed_experts=2,
+        num_activated_experts=1,
+        axes_dims_rope=(4, 2, 2),
+        max_resolution=(64, 64),
+        llama_layers=[0, 1],
+    )
+    # No mid-block attention: the latent is 128x128 (16k tokens) here.
+    vae = _kl_vae(seed, latent_channels=4, block_out_channels=(8,), use_quant_conv=False,
+                  use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035,
+                  mid_block_add_attention=False)
+    return HiDreamImagePipeline(
+        scheduler=_flow_scheduler(shift=3.0),
+        vae=vae,
+        text_encoder=te,
+        tokenizer=tok,
+        text_encoder_2=te2,
+        tokenizer_2=tok2,
+        text_encoder_3=te3,
+        tokenizer_3=tok3,
+        text_encoder_4=te4,
+        tokenizer_4=tok4,
+        transformer=_denoiser(transformer, seed),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
@@ -668,7 +1005,12 @@ _NEG = "blurry, low quality"
 FAMILIES: dict[str, TinyFamily] = {}
 
 #: Stretch families that are not built, with the reason.
-SKIPPED_FAMILIES: dict[str, str] = {}
+SKIPPED_FAMILIES: dict[str, str] = {
+    "kandinsky5": "Kandinsky5T2VPipeline's tokenizer is a Qwen2VLProcessor, which needs "
+                  "Qwen2VLVideoProcessor, which needs torchvision (not installed here).",
+    "allegro": "AutoencoderKLAllegro cannot decode without vae.enable_tiling(), which is runtime state "
+               "that save_pretrained does not keep, so a reloaded pipeline cannot run as-is.",
+}
 
 
 def _register(fam: TinyFamily) -> None:
@@ -804,6 +1146,90 @@ _register(TinyFamily(
           "batched as torch.cat([negative, positive]).",
     text_tokens=77, image_tokens=0, output_shape=(1, 32, 32, 3), blocks=(),
     builder=_build_sdxl,
+))
+
+# ---- stretch families ----
+_register(TinyFamily(
+    name="pixart",
+    pipeline_class_name="PixArtSigmaPipeline",
+    call_kwargs=dict(height=32, width=32, max_sequence_length=12, guidance_scale=4.5, negative_prompt=_NEG,
+                     use_resolution_binning=False, clean_caption=False),
+    guidance="batched",
+    notes="PixArt-Sigma. CFG batched as torch.cat([negative, positive]), no cache_context. "
+          "use_resolution_binning=False because the tiny sample_size has no aspect-ratio bin table.",
+    text_tokens=12, image_tokens=64, output_shape=(1, 32, 32, 3), blocks=("transformer_blocks",),
+    builder=_build_pixart,
+))
+_register(TinyFamily(
+    name="sana",
+    pipeline_class_name="SanaPipeline",
+    call_kwargs=dict(height=32, width=32, max_sequence_length=12, guidance_scale=4.5, negative_prompt=_NEG,
+                     use_resolution_binning=False),
+    guidance="batched",
+    notes="CFG batched as torch.cat([negative, positive]), no cache_context. The default "
+          "complex_human_instruction is prepended (~2000 characters through the tiny Gemma2); the "
+          "transformer still sees max_sequence_length text tokens.",
+    text_tokens=12, image_tokens=64, output_shape=(1, 32, 32, 3), blocks=("transformer_blocks",),
+    builder=_build_sana,
+))
+_register(TinyFamily(
+    name="auraflow",
+    pipeline_class_name="AuraFlowPipeline",
+    call_kwargs=dict(height=32, width=32, max_sequence_length=12, guidance_scale=3.5, negative_prompt=_NEG),
+    guidance="batched",
+    notes="CFG batched as torch.cat([negative, positive]), no cache_context. Blocks: "
+          "joint_transformer_blocks then single_transformer_blocks.",
+    text_tokens=12, image_tokens=64, output_shape=(1, 32, 32, 3),
+    blocks=("joint_transformer_blocks", "single_transformer_blocks"),
+    builder=_build_auraflow,
+))
+_register(TinyFamily(
+    name="ltx",
+    pipeline_class_name="LTXPipeline",
+    call_kwargs=dict(height=32, width=32, num_frames=9, max_sequence_length=16, guidance_scale=3.0,
+                     negative_prompt=_NEG),
+    guidance="batched",
+    notes="LTX-Video. CFG batched as torch.cat([negative, positive]) in one call wrapped in "
+          "cache_context('cond_uncond').",
+    text_tokens=16, image_tokens=3 * 8 * 8, output_shape=(1, 9, 32, 32, 3), blocks=("transformer_blocks",),
+    builder=_build_ltx,
+))
+_register(TinyFamily(
+    name="mochi",
+    pipeline_class_name="MochiPipeline",
+    call_kwargs=dict(height=64, width=64, num_frames=7, max_sequence_length=16, guidance_scale=4.5,
+                     negative_prompt=_NEG),
+    guidance="batched",
+    notes="CFG batched as torch.cat([negative, positive]) in one call wrapped in "
+          "cache_context('cond_uncond').",
+    text_tokens=16, image_tokens=2 * 4 * 4, output_shape=(1, 7, 64, 64, 3), blocks=("transformer_blocks",),
+    builder=_build_mochi,
+))
+_register(TinyFamily(
+    name="cogview4",
+    pipeline_class_name="CogView4Pipeline",
+    call_kwargs=dict(height=32, width=32, guidance_scale=5.0, negative_prompt=_NEG),
+    guidance="sequential-named",
+    notes="CFG as a cond call in cache_context('cond') then an uncond call in cache_context('uncond'). "
+          "Text is padded (on the left) to a multiple of 16 only, so cond ('a cat': 16) and uncond "
+          "(32) text lengths differ.",
+    text_tokens=16, image_tokens=64, output_shape=(1, 32, 32, 3), blocks=("transformer_blocks",),
+    builder=_build_cogview4,
+))
+_register(TinyFamily(
+    name="hidream",
+    pipeline_class_name="HiDreamImagePipeline",
+    call_kwargs=dict(height=32, width=32, max_sequence_length=12, guidance_scale=5.0, negative_prompt=_NEG),
+    guidance="batched",
+    notes="CFG batched as torch.cat([negative, positive]), no cache_context. The pipeline rescales "
+          "height/width to an area of (128 * vae_scale_factor)^2, so every call sees 4096 image tokens "
+          "(here a 128x128 px image with a 1-level VAE) whatever height/width say; the tiny "
+          "transformer has a single attention head to stay fast. The transformer takes "
+          "encoder_hidden_states_t5 / encoder_hidden_states_llama3 (no encoder_hidden_states): blocks "
+          "see 12 T5 + 12 Llama(last layer) + 12 Llama(layer i) = 36 text tokens; MoE feed-forward.",
+    text_tokens=36, image_tokens=4096, output_shape=(1, 128, 128, 3),
+    blocks=("double_stream_blocks", "single_stream_blocks"),
+    builder=_build_hidream,
 ))
 
 

@@ -13,7 +13,11 @@ import torch
 from magcache_cli.tiny import FAMILIES, build_tiny_pipeline
 
 CORE = ["flux", "sd3", "wan", "cogvideox", "hunyuanvideo", "chroma", "qwenimage", "lumina2", "sdxl"]
+STRETCH = ["pixart", "sana", "auraflow", "ltx", "mochi", "cogview4", "hidream"]
 STEPS = 2
+
+# cache_context name around each denoiser call, per guidance mode (None: no cache_context).
+BATCHED_CONTEXT = {"cogvideox": "cond_uncond", "ltx": "cond_uncond", "mochi": "cond_uncond"}
 
 
 def _load(path):
@@ -104,7 +108,7 @@ def _run(pipe, fam, steps=STEPS, output_type="np"):
     return np.asarray(out.frames if hasattr(out, "frames") else out.images)
 
 
-@pytest.mark.parametrize("family", CORE)
+@pytest.mark.parametrize("family", CORE + STRETCH)
 def test_tiny_pipeline_builds_loads_and_runs(family, tiny_pipeline_dir):
     fam = FAMILIES[family]
     pipe = _load(tiny_pipeline_dir(family))
@@ -137,14 +141,19 @@ def test_tiny_pipeline_builds_loads_and_runs(family, tiny_pipeline_dir):
     elif fam.guidance == "batched":
         assert len(rec.calls) == STEPS
         assert set(batches) == {2}
+        assert names == [BATCHED_CONTEXT.get(family)] * STEPS
     elif fam.guidance == "none":
         assert len(rec.calls) == STEPS
         assert set(batches) == {1}
+        assert names == ["cond"] * STEPS
     else:
         pytest.fail(f"unknown guidance mode {fam.guidance!r}")
 
     # Token counts: the first call's text length, the first main block's hidden_states length.
-    assert rec.calls[0][2] == fam.text_tokens
+    if family == "hidream":  # text comes as encoder_hidden_states_t5 / _llama3; single blocks see it
+        assert rec.block_tokens["single_stream_blocks.0"] == fam.image_tokens + fam.text_tokens
+    else:
+        assert rec.calls[0][2] == fam.text_tokens
     if fam.blocks:
         first = f"{fam.blocks[0]}.0"
         expected_image = fam.image_tokens
