@@ -1,0 +1,443 @@
+"""Quality you can measure before trusting a profile: compare, tune, the step-reduction baseline, branch study.
+
+Library only: every function returns data, the CLI renders it. All measurements are against the uncached
+pipeline with the same prompts, seeds and call settings; quality numbers are means over the prompt × seed
+outputs (the worst output is reported too).
+
+Three facts keep the cost down:
+
+* one uncached reference per prompt × seed, reused by every setting measured against it;
+* the outputs depend on the settings only through the skip schedule (`ratios.simulate`), so settings
+  with identical schedules are run once, and an all-computed schedule *is* the reference;
+* the model is loaded once by the caller and never reloaded here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import __version__, ratios
+from .errors import MagCacheError
+from .metrics import Quality, lpips_scorer, measure
+from .outputs import as_array
+from .profile import Profile
+from .replay import RunResult, run
+
+DEFAULT_THRESHOLDS = (0.02, 0.04, 0.06, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48)
+DEFAULT_MAX_SKIPS = (2, 3, 4, 5, 6)
+DEFAULT_RETENTIONS = (0.1, 0.2)
+
+OnRun = Callable[[str], None] | None
+
+
+# ------------------------------------------------------------------------------------------ predictions
+
+
+def passes_per_step(profile: Profile) -> int:
+    """Transformer passes one uncached step costs: 2 for sequential guidance, else 1 (batched or none)."""
+    return len(profile.branches) if profile.calibration.guidance_mode == "sequential" else 1
+
+
+def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy: str = "joint") -> dict[str, Any]:
+    """What a run would skip, without a model: per-branch flags, passes (per run) and the passes speedup.
+
+    Batched guidance runs both branches in one pass, so its policy is always joint.
+    """
+    if profile.calibration.guidance_mode == "batched":
+        policy = "joint"
+    curves = {label: b.ratios for label, b in profile.branches.items()}
+    flags = ratios.simulate(curves, steps, settings, policy)
+    if profile.calibration.guidance_mode == "sequential":
+        passes = sum(sum(f) for f in flags.values())
+    else:
+        passes = sum(any(step) for step in zip(*flags.values()))
+    total = steps * passes_per_step(profile)
+    return {"flags": flags, "passes": passes, "total": total, "speedup": total / passes if passes else float("inf"),
+            "policy": policy}
+
+
+def equal_pass_steps(passes: float, per_step: int) -> int:
+    """Uncached steps that cost `passes` transformer passes: round to nearest (halves up), at least 1."""
+    return max(1, int(passes / per_step + 0.5))
+
+
+# ----------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Measured:
+    """One configuration run over all prompt × seed pairs and measured against the uncached reference."""
+
+    steps: int
+    passes: float  # transformer passes per run
+    wall_s: float  # pipeline wall time per run
+    quality: Quality
+    schedule: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reference:
+    """The uncached outputs every measurement is compared with."""
+
+    steps: int
+    passes: float  # per run
+    wall_s: float  # per run
+    arrays: list[np.ndarray]
+    per_step: int
+    lpips: Callable | None
+    lpips_note: str | None
+    result: RunResult | None = None
+
+
+def _arrays(result: RunResult) -> list[np.ndarray]:
+    return [as_array(o) for o in result.outputs]
+
+
+def _per_run(result: RunResult) -> tuple[float, float]:
+    n = max(1, len(result.prompts_seeds))
+    passes = result.transformer_calls / n
+    return int(passes) if passes.is_integer() else passes, result.wall_s / n
+
+
+def warm_up(pipe, prompt: str, call_kwargs: dict[str, Any]) -> None:
+    """One short uncached call so one-off costs (allocation, kernel selection) are not timed in a run."""
+    run(pipe, [prompt], [0], {**call_kwargs, "num_inference_steps": min(2, call_kwargs["num_inference_steps"])},
+        profile=None, no_cache=True)
+
+
+def reference(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any],
+              on_run: OnRun = None, warmup: bool = True) -> Reference:
+    """Run the uncached pipeline once per prompt × seed; every later measurement reuses these outputs."""
+    if warmup:
+        warm_up(pipe, prompts[0], call_kwargs)
+    res = run(pipe, prompts, seeds, call_kwargs, profile=None, no_cache=True,
+              on_run=(lambda i, p, s: on_run("uncached")) if on_run else None)
+    passes, wall = _per_run(res)
+    steps = int(call_kwargs["num_inference_steps"])
+    scorer, note = lpips_scorer()
+    return Reference(steps, passes, wall, _arrays(res), max(1, round(passes / steps)), scorer, note, res)
+
+
+def measure_run(ref: Reference, result: RunResult, steps: int | None = None) -> Measured:
+    passes, wall = _per_run(result)
+    q = measure(_arrays(result), ref.arrays, ref.lpips)
+    return Measured(steps or result.steps, passes, wall, q, result.schedule, list(result.warnings))
+
+
+def cached(pipe, profile: Profile, ref: Reference, prompts, seeds, call_kwargs, settings: ratios.SkipSettings,
+           policy: str = "joint", on_run: OnRun = None) -> tuple[Measured, RunResult]:
+    res = run(pipe, prompts, seeds, call_kwargs, profile=profile, settings=settings, policy=policy,
+              on_run=(lambda i, p, s: on_run("cached")) if on_run else None)
+    return measure_run(ref, res), res
+
+
+def fewer_steps(pipe, ref: Reference, prompts, seeds, call_kwargs, steps: int,
+                on_run: OnRun = None) -> tuple[Measured, RunResult]:
+    """The honest baseline: the plain pipeline at `steps` steps, measured against the full-step reference."""
+    res = run(pipe, prompts, seeds, {**call_kwargs, "num_inference_steps": steps}, profile=None, no_cache=True,
+              on_run=(lambda i, p, s: on_run(f"{steps} steps")) if on_run else None)
+    return measure_run(ref, res, steps), res
+
+
+def closer(cached_q: Quality, baseline_q: Quality) -> str:
+    """Which is closer to the full uncached output by PSNR: "cached", "fewer_steps" or "tie" (within 0.05 dB)."""
+    d = cached_q.psnr - baseline_q.psnr
+    return "tie" if abs(d) < 0.05 else "cached" if d > 0 else "fewer_steps"
+
+
+# ---------------------------------------------------------------------------------------------- compare
+
+
+@dataclass
+class Comparison:
+    reference: Reference
+    cached: Measured
+    baseline: Measured
+    baseline_steps: int
+    winner: str  # cached | fewer_steps | tie
+    settings: ratios.SkipSettings
+    policy: str
+    prompts_seeds: list[tuple[str, int]]
+    cached_result: RunResult
+    cached_arrays: list[np.ndarray]
+    baseline_arrays: list[np.ndarray]
+
+    @property
+    def speedup_passes(self) -> float:
+        return self.reference.passes / self.cached.passes if self.cached.passes else float("inf")
+
+    @property
+    def speedup_wall(self) -> float:
+        return self.reference.wall_s / self.cached.wall_s if self.cached.wall_s else float("inf")
+
+    def to_json(self) -> dict[str, Any]:
+        ref, c, b = self.reference, self.cached, self.baseline
+        return {
+            "steps": ref.steps,
+            "settings": {**dataclasses.asdict(self.settings), "branch_policy": self.policy},
+            "uncached": {"passes_per_run": ref.passes, "wall_s_per_run": round(ref.wall_s, 4)},
+            "cached": {"passes_per_run": c.passes, "wall_s_per_run": round(c.wall_s, 4), **c.quality.to_json(),
+                       "branches": c.schedule},
+            "speedup": {"passes": round(self.speedup_passes, 3), "wall": round(self.speedup_wall, 3)},
+            "fewer_steps": {"steps": self.baseline_steps, "passes_per_run": b.passes,
+                            "wall_s_per_run": round(b.wall_s, 4), **b.quality.to_json()},
+            "closer_to_uncached": self.winner,
+            "lpips_note": ref.lpips_note,
+            "warnings": c.warnings,
+        }
+
+
+def compare(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any],
+            settings: ratios.SkipSettings, policy: str = "joint", on_run: OnRun = None) -> Comparison:
+    """Uncached, cached and fewer-steps runs on the same prompts and seeds, measured against the uncached."""
+    ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run)
+    measured, res = cached(pipe, profile, ref, prompts, seeds, call_kwargs, settings, policy, on_run)
+    steps = min(ref.steps, equal_pass_steps(measured.passes, ref.per_step))
+    base, base_res = fewer_steps(pipe, ref, prompts, seeds, call_kwargs, steps, on_run)
+    return Comparison(ref, measured, base, steps, closer(measured.quality, base.quality), settings, res.policy or policy,
+                      res.prompts_seeds, res, _arrays(res), _arrays(base_res))
+
+
+# ------------------------------------------------------------------------------------------------- sweep
+
+
+@dataclass(frozen=True)
+class Grid:
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    max_skip_steps: tuple[int, ...] = DEFAULT_MAX_SKIPS
+    retention_ratios: tuple[float, ...] = DEFAULT_RETENTIONS
+
+    def settings(self) -> list[ratios.SkipSettings]:
+        return [ratios.SkipSettings(float(e), int(k), float(r))
+                for r, k, e in itertools.product(self.retention_ratios, self.max_skip_steps, self.thresholds)]
+
+
+@dataclass
+class Point:
+    """One grid setting; points with the same schedule share one measurement."""
+
+    settings: ratios.SkipSettings
+    key: tuple
+    measured: Measured
+    speedup_passes: float
+    speedup_wall: float
+    pareto: bool = False
+
+
+def _schedule_key(prediction: dict[str, Any]) -> tuple:
+    return tuple((label, tuple(f)) for label, f in sorted(prediction["flags"].items()))
+
+
+def sweep(pipe, profile: Profile, ref: Reference, prompts, seeds, call_kwargs, settings_list: Sequence[ratios.SkipSettings],
+          policy: str = "joint", on_run: OnRun = None, metric: str = "psnr") -> list[Point]:
+    """Measure every setting, running each distinct skip schedule once; marks the Pareto front (passes vs metric)."""
+    steps = ref.steps
+    by_key: dict[tuple, Measured] = {}
+    points = []
+    for s in settings_list:
+        pred = predict(profile, steps, s, policy)
+        key = _schedule_key(pred)
+        if key not in by_key:
+            if pred["passes"] == pred["total"]:  # nothing skipped: exactly the reference
+                q = measure(ref.arrays, ref.arrays, ref.lpips)
+                sched = {lb: {"computed": list(range(steps)), "skipped": []} for lb in pred["flags"]}
+                by_key[key] = Measured(steps, ref.passes, ref.wall_s, q, sched)
+            else:
+                by_key[key], _ = cached(pipe, profile, ref, prompts, seeds, call_kwargs, s, policy, on_run)
+        m = by_key[key]
+        points.append(Point(s, key, m, ref.passes / m.passes if m.passes else float("inf"),
+                            ref.wall_s / m.wall_s if m.wall_s else float("inf")))
+    _mark_pareto(points, metric)
+    return points
+
+
+def _value(q: Quality, metric: str) -> float:
+    """Higher is better for every metric returned here (LPIPS is negated)."""
+    v = getattr(q, metric)
+    if v is None:
+        return float("-inf")
+    return -v if metric == "lpips" else v
+
+
+def _mark_pareto(points: list[Point], metric: str) -> None:
+    for p in points:
+        pv, pp = _value(p.measured.quality, metric), p.measured.passes
+        p.pareto = not any(
+            (o.measured.passes <= pp and _value(o.measured.quality, metric) >= pv)
+            and (o.measured.passes < pp or _value(o.measured.quality, metric) > pv)
+            for o in points
+        )
+
+
+def distinct(points: list[Point]) -> list[Point]:
+    """One point per schedule: the most conservative setting that gives it (lowest E, lowest K, highest R)."""
+    best: dict[tuple, Point] = {}
+    for p in points:
+        s, cur = p.settings, best.get(p.key)
+        if cur is None or (s.threshold, s.max_skip_steps, -s.retention_ratio) < (
+                cur.settings.threshold, cur.settings.max_skip_steps, -cur.settings.retention_ratio):
+            best[p.key] = p
+    return sorted(best.values(), key=lambda p: (p.measured.passes, -p.measured.quality.psnr))
+
+
+# -------------------------------------------------------------------------------------------------- tune
+
+
+@dataclass
+class Target:
+    min_psnr: float | None = None
+    min_ssim: float | None = None
+    max_lpips: float | None = None
+
+    @property
+    def metric(self) -> str:
+        return "psnr" if self.min_psnr is not None else "ssim" if self.min_ssim is not None else "lpips"
+
+    def given(self) -> dict[str, float]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def describe(self) -> str:
+        names = {"min_psnr": "PSNR ≥ {} dB", "min_ssim": "SSIM ≥ {}", "max_lpips": "LPIPS ≤ {}"}
+        return " and ".join(names[k].format(v) for k, v in self.given().items())
+
+
+@dataclass
+class TuneResult:
+    reference: Reference
+    points: list[Point]
+    target: Target
+    policy: str
+    chosen: Point | None
+    baselines: dict[int, Measured]  # steps -> fewer-steps measurement, at the Pareto points' pass counts
+    prompts: list[str]
+    seeds: list[int]
+    call_kwargs: dict[str, Any]
+    runs: int  # pipeline calls made (reference, schedules, baselines), warm-up excluded
+
+    @property
+    def chosen_baseline(self) -> tuple[int, Measured] | None:
+        if self.chosen is None:
+            return None
+        steps = min(self.reference.steps, equal_pass_steps(self.chosen.measured.passes, self.reference.per_step))
+        return steps, self.baselines[steps]
+
+    def evidence(self) -> dict[str, Any]:
+        """The `defaults.tuned` block written into the profile."""
+        c, ref = self.chosen, self.reference
+        steps, base = self.chosen_baseline
+        q = c.measured.quality
+        cal = {k: self.call_kwargs[k] for k in ("guidance_scale", "height", "width", "num_frames")
+               if self.call_kwargs.get(k) is not None}
+        return {
+            "target": self.target.given(),
+            "measured": {k: v for k, v in q.to_json().items() if v is not None},
+            "speedup_passes": round(c.speedup_passes, 3),
+            "speedup_wall": round(c.speedup_wall, 3),
+            "passes": {"cached": c.measured.passes, "uncached": ref.passes},
+            "fewer_steps_baseline": {"steps": steps, "psnr": round(base.quality.psnr, 4),
+                                     "ssim": round(base.quality.ssim, 4), "closer": closer(q, base.quality)},
+            "branch_policy": self.policy,
+            "steps": ref.steps,
+            "call": cal,
+            "prompts": list(self.prompts),
+            "seeds": [int(s) for s in self.seeds],
+            "date": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "magcache": __version__,
+        }
+
+
+def tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any], target: Target,
+         grid: Grid = Grid(), policy: str = "joint", on_run: OnRun = None) -> TuneResult:
+    """Sweep the grid, pick the fewest-passes setting meeting `target` (None if none does), and measure
+    the fewer-steps baseline at every Pareto point's pass count."""
+    if not target.given():
+        raise MagCacheError("no quality target", hint="pass --min-psnr, --min-ssim or --max-lpips")
+    ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run)
+    if target.max_lpips is not None and ref.lpips is None:
+        raise MagCacheError(f"--max-lpips needs LPIPS, but {ref.lpips_note[0].lower()}{ref.lpips_note[1:]}",
+                            hint="use --min-psnr or --min-ssim, or put torchvision's AlexNet weights in the torch hub cache")
+    runs = len(prompts) * len(seeds)
+    n_runs = runs
+    points = sweep(pipe, profile, ref, prompts, seeds, call_kwargs, grid.settings(), policy, on_run, target.metric)
+    n_runs += runs * sum(1 for p in distinct(points) if p.measured.passes < ref.passes)
+    ok = [p for p in distinct(points) if p.measured.quality.meets(**target.given())]
+    chosen = min(ok, key=lambda p: (p.measured.passes, -_value(p.measured.quality, target.metric)), default=None)
+    wanted = {min(ref.steps, equal_pass_steps(p.measured.passes, ref.per_step))
+              for p in distinct(points) if p.pareto or p is chosen}
+    baselines: dict[int, Measured] = {}
+    for steps in sorted(wanted):
+        if steps == ref.steps:
+            baselines[steps] = Measured(steps, ref.passes, ref.wall_s, measure(ref.arrays, ref.arrays, ref.lpips))
+        else:
+            baselines[steps], _ = fewer_steps(pipe, ref, prompts, seeds, call_kwargs, steps, on_run)
+            n_runs += runs
+    return TuneResult(ref, points, target, "joint" if profile.calibration.guidance_mode == "batched" else policy,
+                      chosen, baselines, list(prompts), list(seeds), dict(call_kwargs), n_runs)
+
+
+def with_tuned_defaults(profile: Profile, result: TuneResult) -> Profile:
+    """A copy of the profile whose defaults are the chosen setting, with the evidence in `defaults.tuned`."""
+    if result.chosen is None:
+        raise MagCacheError("no setting meets the target")
+    s = result.chosen.settings
+    defaults = dataclasses.replace(profile.defaults, threshold=s.threshold, max_skip_steps=s.max_skip_steps,
+                                   retention_ratio=s.retention_ratio, tuned=result.evidence())
+    return dataclasses.replace(profile, defaults=defaults)
+
+
+# -------------------------------------------------------------------------------------- branch study
+
+
+def shared_curve_profile(profile: Profile, source: str = "cond") -> Profile:
+    """The profile with `source`'s curve used for every branch (what diffusers' hook does with one list)."""
+    if source not in profile.branches:
+        raise MagCacheError(f"the profile has no {source!r} branch (branches: {', '.join(profile.branches)})")
+    curve = profile.branches[source]
+    branches = {label: dataclasses.replace(curve) for label in profile.branches}
+    return dataclasses.replace(profile, branches=branches)
+
+
+def at_budgets(rows: dict[str, list[Point]], budgets: Sequence[float]) -> list[dict[str, Any]]:
+    """For each pass budget, each configuration's best PSNR among its points that cost at most that much."""
+    table = []
+    for b in budgets:
+        row: dict[str, Any] = {"passes": b}
+        for name, points in rows.items():
+            fit = [p for p in points if p.measured.passes <= b + 1e-9]
+            best = max(fit, key=lambda p: p.measured.quality.psnr, default=None)
+            row[name] = None if best is None else {
+                "psnr": best.measured.quality.psnr, "ssim": best.measured.quality.ssim, "passes": best.measured.passes,
+                "threshold": best.settings.threshold, "max_skip_steps": best.settings.max_skip_steps}
+        table.append(row)
+    return table
+
+
+# ------------------------------------------------------------------------------------------ side by side
+
+
+def side_by_side(panels: Sequence[tuple[str, np.ndarray]], min_side: int = 128):
+    """One PIL image: the panels left to right with their captions, small outputs upscaled (nearest).
+
+    Video panels show their middle frame.
+    """
+    from PIL import Image, ImageDraw
+
+    frames = [(label, a[len(a) // 2] if a.ndim == 4 else a) for label, a in panels]
+    h, w = frames[0][1].shape[:2]
+    scale = max(1, -(-min_side // min(h, w)))
+    cap, gap = 14, 4
+    sheet = Image.new("RGB", (len(frames) * (w * scale + gap) - gap, h * scale + cap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, a) in enumerate(frames):
+        img = Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)).convert("RGB")
+        x = i * (w * scale + gap)
+        sheet.paste(img.resize((w * scale, h * scale), Image.NEAREST), (x, cap))
+        draw.text((x + 2, 1), label, fill="black")
+    return sheet
