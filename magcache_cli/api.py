@@ -149,7 +149,7 @@ def remove(pipe) -> None:
 def calibrate(pipe, prompts: list[str] | str, seeds: list[int] | int = 0, *, model_id: str | None = None,
               **call_kwargs) -> Profile:
     """Calibrate `pipe` on prompts × seeds (full inference, outputs unchanged) and return the Profile."""
-    from .calibrate import calibrate as _calibrate
+    from .calibration import calibrate as _calibrate
 
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)

@@ -110,7 +110,7 @@ def calibrate(
 
         magcache calibrate --model black-forest-labs/FLUX.1-dev --steps 28 -p "a cat playing chess" -s 0 -s 1 --out flux.yaml
     """
-    from .calibrate import calibrate as run_calibration
+    from .calibration import calibrate as run_calibration
     from .loading import build_call_kwargs, device_name, parse_set, read_prompts
     from .profile import save_profile
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import ratios
-from .calibrate import generator_for
+from .calibration import generator_for
 from .hooks import CallReport, RunPlan
 from .errors import BranchError
 from .profile import Profile

@@ -89,3 +89,14 @@ def test_soft_drift_is_named(flux):
     assert any(w.startswith("calibration.guidance_scale") for w in warnings)
     assert any(w.startswith("calibration.height") for w in warnings)
     assert not any("width" in w for w in warnings)
+
+
+def test_api_names_are_functions_even_after_all_modules_are_imported():
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(magcache.__path__):
+        if mod.name not in ("__main__",):
+            importlib.import_module(f"magcache_cli.{mod.name}")
+    for name in ("apply", "remove", "calibrate", "load_profile", "save_profile"):
+        assert callable(getattr(magcache, name)) and not isinstance(getattr(magcache, name), type(magcache))

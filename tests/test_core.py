@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from magcache_cli.calibrate import calibrate
+from magcache_cli.calibration import calibrate
 from magcache_cli.loading import LoadOptions, load_pipeline
 from magcache_cli.ratios import SkipSettings
 from magcache_cli.replay import run
