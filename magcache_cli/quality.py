@@ -40,24 +40,44 @@ OnRun = Callable[[str], None] | None
 
 
 def passes_per_step(profile: Profile) -> int:
-    """Transformer passes one uncached step costs: 2 for sequential guidance, else 1 (batched or none)."""
-    return len(profile.branches) if profile.calibration.guidance_mode == "sequential" else 1
+    """Transformer passes one uncached step costs: one per branch for sequential guidance, else 1."""
+    if profile.calibration.guidance_mode != "sequential":
+        return 1
+    return max(len(g) for g in _by_denoiser(profile).values())
+
+
+def _by_denoiser(profile: Profile) -> dict[str, dict[str, Any]]:
+    """Branches grouped by denoiser: `cond` is the first's, `transformer_2.cond` the second expert's."""
+    groups: dict[str, dict[str, Any]] = {}
+    for label, b in profile.branches.items():
+        owner = label.rpartition(".")[0]
+        groups.setdefault(owner, {})[label] = b
+    return groups
 
 
 def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy: str = "joint") -> dict[str, Any]:
     """What a run would skip, without a model: per-branch flags, passes (per run) and the passes speedup.
 
-    Batched guidance runs both branches in one pass, so its policy is always joint.
+    Batched guidance runs both branches in one pass, so its policy is always joint. Branches of a second
+    expert (two-expert pipelines) are simulated inside the steps that expert runs, as the hooks do.
     """
-    if profile.calibration.guidance_mode == "batched":
+    cal = profile.calibration
+    if cal.guidance_mode == "batched":
         policy = "joint"
-    curves = {label: b.ratios for label, b in profile.branches.items()}
-    flags = ratios.simulate(curves, steps, settings, policy)
-    if profile.calibration.guidance_mode == "sequential":
-        passes = sum(sum(f) for f in flags.values())
-    else:
-        passes = sum(any(step) for step in zip(*flags.values()))
-    total = steps * passes_per_step(profile)
+    flags: dict[str, list[bool]] = {}
+    passes = total = 0
+    for group in _by_denoiser(profile).values():
+        active = next(iter(group.values())).active
+        start, stop = ratios.rescale_window(active, cal.steps, steps)
+        sim = ratios.simulate_window({lb: b.ratios for lb, b in group.items()}, steps, settings, policy, (start, stop))
+        flags.update(sim)
+        inside = {lb: f[start:stop] for lb, f in sim.items()}
+        if cal.guidance_mode == "sequential":
+            passes += sum(sum(f) for f in inside.values())
+            total += (stop - start) * len(group)
+        else:
+            passes += sum(any(step) for step in zip(*inside.values()))
+            total += stop - start
     return {"flags": flags, "passes": passes, "total": total, "speedup": total / passes if passes else float("inf"),
             "policy": policy}
 
@@ -113,15 +133,15 @@ def warm_up(pipe, prompt: str, call_kwargs: dict[str, Any]) -> None:
 
 
 def reference(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any],
-              on_run: OnRun = None, warmup: bool = True) -> Reference:
+              on_run: OnRun = None, warmup: bool = True, lpips: tuple | None = None) -> Reference:
     """Run the uncached pipeline once per prompt × seed; every later measurement reuses these outputs."""
+    scorer, note = lpips or lpips_scorer()
     if warmup:
         warm_up(pipe, prompts[0], call_kwargs)
     res = run(pipe, prompts, seeds, call_kwargs, profile=None, no_cache=True,
               on_run=(lambda i, p, s: on_run("uncached")) if on_run else None)
     passes, wall = _per_run(res)
     steps = int(call_kwargs["num_inference_steps"])
-    scorer, note = lpips_scorer()
     return Reference(steps, passes, wall, _arrays(res), max(1, round(passes / steps)), scorer, note, res)
 
 
@@ -359,15 +379,17 @@ def tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwar
     the fewer-steps baseline at every Pareto point's pass count."""
     if not target.given():
         raise MagCacheError("no quality target", hint="pass --min-psnr, --min-ssim or --max-lpips")
-    ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run)
-    if target.max_lpips is not None and ref.lpips is None:
-        raise MagCacheError(f"--max-lpips needs LPIPS, but {ref.lpips_note[0].lower()}{ref.lpips_note[1:]}",
+    scorer, note = lpips_scorer()
+    if target.max_lpips is not None and scorer is None:
+        raise MagCacheError(f"--max-lpips needs LPIPS, but {note[0].lower()}{note[1:]}",
                             hint="use --min-psnr or --min-ssim, or put torchvision's AlexNet weights in the torch hub cache")
+    ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run, lpips=(scorer, note))
     runs = len(prompts) * len(seeds)
     n_runs = runs
     points = sweep(pipe, profile, ref, prompts, seeds, call_kwargs, grid.settings(), policy, on_run, target.metric)
     n_runs += runs * sum(1 for p in distinct(points) if p.measured.passes < ref.passes)
-    ok = [p for p in distinct(points) if p.measured.quality.meets(**target.given())]
+    # a setting that skips nothing meets any target and saves nothing: never chosen
+    ok = [p for p in distinct(points) if p.measured.passes < ref.passes and p.measured.quality.meets(**target.given())]
     chosen = min(ok, key=lambda p: (p.measured.passes, -_value(p.measured.quality, target.metric)), default=None)
     wanted = {min(ref.steps, equal_pass_steps(p.measured.passes, ref.per_step))
               for p in distinct(points) if p.pareto or p is chosen}
