@@ -64,11 +64,17 @@ class StackSpec:
         return " → ".join(parts) + joint
 
 
+def unwrap_compiled(module):
+    """The module itself, also when `pipe.transformer = torch.compile(pipe.transformer)` wrapped it."""
+    inner = getattr(module, "_orig_mod", None) if isinstance(module, nn.Module) else None
+    return inner if isinstance(inner, nn.Module) else module
+
+
 def find_denoisers(pipe) -> list[tuple[str, nn.Module]]:
     """The transformer denoiser(s) of a pipeline, or a StackNotFoundError saying what it has instead."""
     found = []
     for name in ("transformer", "transformer_2"):
-        module = getattr(pipe, name, None)
+        module = unwrap_compiled(getattr(pipe, name, None))
         if isinstance(module, nn.Module):
             found.append((name, module))
     if found:
