@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -36,7 +37,8 @@ def emit_json(obj: Any) -> None:
 
 
 def error(message: str) -> None:
-    Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {message}", markup=True, soft_wrap=True)
+    # escape: a message may hold brackets that are not markup, e.g. pip install 'magcache-cli[plot]'
+    Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def warn(message: str) -> None:
