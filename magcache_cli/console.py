@@ -394,13 +394,15 @@ def render_profile_diff(diff: dict, ref_a: str, ref_b: str) -> None:
         for col in ("profile", "branch", "timeline", "computed", "skipped"):
             t.add_column(col, no_wrap=col == "timeline")
         for side in ("a", "b"):
-            rows = s[side]
+            rows = s[side]["branches"]
             if len({r["timeline"] for r in rows.values()}) == 1:  # joint policy: one schedule for all branches
                 first = next(iter(rows.values()))
                 rows = {"+".join(rows): first}
             for label, sched in rows.items():
                 t.add_row(side.upper(), label, sched["timeline"], str(sched["num_computed"]), str(sched["num_skipped"]))
         c.print(t)
+        c.print(f"  transformer passes per run: A {s['a']['passes']} / {s['a']['total_passes']}, "
+                f"B {s['b']['passes']} / {s['b']['total_passes']}")
         differ = {label: steps for label, steps in s["differ_at"].items() if steps}
         if not s["differ_at"]:
             c.print("  no common branch to compare")

@@ -17,7 +17,7 @@ import magcache_cli
 
 from .errors import MagCacheError, ProfileError, UsageError
 from .profile import Defaults, Profile, load_profile, profile_from_dict, profile_to_dict
-from .ratios import SkipSettings, resample, simulate, timeline
+from .ratios import SkipSettings, resample, timeline
 
 PROFILE_PATH_ENV = "MAGCACHE_PROFILE_PATH"
 PROFILE_SUFFIXES = (".yaml", ".yml")
@@ -265,10 +265,15 @@ def curve_difference(a: Sequence[float], b: Sequence[float], top: int = 3) -> di
                                for i in worst if d[i] > 0]}
 
 
-def _schedule(p: Profile, steps: int, settings: SkipSettings, policy: str) -> dict[str, dict[str, Any]]:
-    flags = simulate({label: b.ratios for label, b in p.branches.items()}, steps, settings, policy)
-    return {label: {"timeline": timeline(f), "num_computed": sum(f), "num_skipped": len(f) - sum(f),
-                    "skipped": [i for i, x in enumerate(f) if not x]} for label, f in flags.items()}
+def _schedule(p: Profile, steps: int, settings: SkipSettings, policy: str) -> dict[str, Any]:
+    # The same prediction `run` and `schedule` make (batched guidance is always joint; a second expert's
+    # branches are simulated inside the steps it runs).
+    from .quality import predict
+
+    pred = predict(p, steps, settings, policy)
+    return {"passes": pred["passes"], "total_passes": pred["total"], "branches": {
+        label: {"timeline": timeline(f), "num_computed": sum(f), "num_skipped": len(f) - sum(f),
+                "skipped": [i for i, x in enumerate(f) if not x]} for label, f in pred["flags"].items()}}
 
 
 def diff_profiles(a: Profile, b: Profile, policy: str = "joint") -> dict[str, Any]:
@@ -277,8 +282,9 @@ def diff_profiles(a: Profile, b: Profile, policy: str = "joint") -> dict[str, An
     - `metadata`: every field outside `branches` that differs (dotted paths), with both values;
     - `curves`: per branch present in both, `curve_difference` on A's step grid (B resampled if needed);
       `only_in_a` / `only_in_b` name the other branches;
-    - `schedules`: `ratios.simulate` of both profiles' curves with the same settings, once at A's defaults
-      and steps and once at B's (once when they are equal), and the steps where the two schedules differ.
+    - `schedules`: the skip schedule both profiles give with the same settings (`quality.predict`, as `run`
+      and `schedule` simulate it), once at A's defaults and steps and once at B's (once when they are equal):
+      per-branch timelines, transformer passes, and the steps where the two schedules differ.
     """
     ma = _flatten({k: v for k, v in profile_to_dict(a).items() if k != "branches"})
     mb = _flatten({k: v for k, v in profile_to_dict(b).items() if k != "branches"})
@@ -297,7 +303,8 @@ def diff_profiles(a: Profile, b: Profile, policy: str = "joint") -> dict[str, An
             continue
         sa = _schedule(a, p.calibration.steps, settings, policy)
         sb = _schedule(b, p.calibration.steps, settings, policy)
-        differ = {label: [i for i, (x, y) in enumerate(zip(sa[label]["timeline"], sb[label]["timeline"])) if x != y]
+        ta, tb = sa["branches"], sb["branches"]
+        differ = {label: [i for i, (x, y) in enumerate(zip(ta[label]["timeline"], tb[label]["timeline"])) if x != y]
                   for label in common}
         schedules.append({"defaults_of": who, **key, "policy": policy, "a": sa, "b": sb, "differ_at": differ})
     return {"metadata": metadata, "curves": curves, "compared_on_steps": a.calibration.steps,

@@ -122,11 +122,12 @@ def test_diff_numbers_by_hand(pair):
     at_a, at_b = d["schedules"]
     # A's defaults (threshold 0.1, K 3, no retention): step 0 computes (nothing cached), 1-3 skip (B's error at
     # step 3 is 0.05 <= 0.1), step 4 is the 4th in a row > K: computed. Same schedule for both curves.
-    assert at_a["defaults_of"] == "a" and at_a["a"]["main"]["timeline"] == at_a["b"]["main"]["timeline"] == "█░░░█"
+    assert at_a["defaults_of"] == "a"
+    assert at_a["a"]["branches"]["main"]["timeline"] == at_a["b"]["branches"]["main"]["timeline"] == "█░░░█"
     assert at_a["differ_at"] == {"main": []}
     # B's defaults (threshold 0.04, K 5): A skips 1-4; B's error 0.05 > 0.04 at step 3 forces a compute there.
-    assert at_b["a"]["main"]["timeline"] == "█░░░░" and at_b["b"]["main"]["timeline"] == "█░░█░"
-    assert at_b["a"]["main"]["num_computed"] == 1 and at_b["b"]["main"]["num_computed"] == 2
+    assert at_b["a"]["branches"]["main"]["timeline"] == "█░░░░" and at_b["b"]["branches"]["main"]["timeline"] == "█░░█░"
+    assert at_b["a"]["passes"] == 1 and at_b["b"]["passes"] == 2 and at_b["b"]["total_passes"] == 5
     assert at_b["differ_at"] == {"main": [3]}
 
 
@@ -137,6 +138,7 @@ def test_diff_text(pair):
     assert "0.05000" in r.output and "0.01000" in r.output and "3: 1.00000 vs 1.05000" in r.output
     assert "org/model-b" in r.output and "defaults.threshold" in r.output
     assert "█░░░█" in r.output and "█░░█░" in r.output and "schedules differ at step(s) 3" in r.output
+    assert "transformer passes per run: A 1 / 5, B 2 / 5" in r.output
     assert "same schedule for A and B" in r.output
 
 
@@ -338,3 +340,19 @@ def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
 def test_split_ratios_library_errors_are_usage_errors():
     with pytest.raises(UsageError, match="unknown --pad"):
         split_ratios([1.0], pad="sometimes")
+
+
+def test_diff_two_expert_profiles(tmp_path):
+    # Wan 2.2-style: `transformer` runs steps 0-2, `transformer_2` steps 3-5; each window is simulated alone.
+    doc = {"schema_version": 1,
+           "model": {"id": "org/wan22", "pipeline_class": "WanPipeline", "transformer_class": "WanTransformer3DModel"},
+           "calibration": {"steps": 6, "guidance_mode": "none"},
+           "branches": {"transformer.main": {"ratios": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0], "active": [0, 3]},
+                        "transformer_2.main": {"ratios": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0], "active": [3, 6]}},
+           "defaults": {"threshold": 0.1, "max_skip_steps": 3, "retention_ratio": 0.0}}
+    a = tmp_path / "a.yaml"
+    a.write_text(yaml.safe_dump(doc))
+    d = json.loads(invoke("profile", "diff", a, a, "--json").stdout)
+    sched = d["schedules"][0]["a"]["branches"]
+    # each expert computes its first step (nothing cached yet) and skips the next two
+    assert sched["transformer.main"]["timeline"][:3] == "█░░" and sched["transformer_2.main"]["timeline"][3:] == "█░░"
