@@ -19,7 +19,6 @@ which tokens of that output are the image tokens, and how to pass a block's inpu
 from __future__ import annotations
 
 import inspect
-import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -229,20 +228,21 @@ def _feeds(prev: list[_Call], main_in: torch.Tensor) -> tuple[int, int] | None:
     for i, o in outs:
         if o.shape == main_in.shape and torch.equal(o, main_in):
             return i, 0
-    # joined along the token axis: main_in == cat(perm of outputs, dim=1)
-    cands = [(i, o) for i, o in outs if o.dim() == main_in.dim() and o.shape[0] == main_in.shape[0]
-             and o.shape[2:] == main_in.shape[2:]]
-    for r in range(2, len(cands) + 1):
-        for perm in itertools.permutations(cands, r):
-            if sum(o.shape[1] for _, o in perm) != main_in.shape[1]:
-                continue
-            if torch.equal(torch.cat([o for _, o in perm], dim=1), main_in):
-                main = _main_of(last)
-                offset = 0
-                for i, o in perm:
-                    if main and last.streams.get(i) == main[0]:
-                        return i, offset
-                    offset += o.shape[1]
+    # joined along the token axis: the output is the head or the tail of main_in, e.g. Chroma's
+    # cat([text, image]) or HiDream's cat([image, text, llama]). The block's own main stream is preferred.
+    main = _main_of(last)
+    outs.sort(key=lambda io: not (main and last.streams.get(io[0]) == main[0]))
+    n_in = main_in.shape[1]
+    for i, o in outs:
+        if o.dim() != main_in.dim() or o.shape[0] != main_in.shape[0] or o.shape[2:] != main_in.shape[2:]:
+            continue
+        n = o.shape[1]
+        if n >= n_in:
+            continue
+        if torch.equal(main_in[:, :n], o):
+            return i, 0
+        if torch.equal(main_in[:, n_in - n:], o):
+            return i, n_in - n
     return None
 
 

@@ -29,7 +29,7 @@ REFERENCE = {
     "cogvideox": ("transformer_blocks", "hidden_states", "transformer_blocks", 0, "batch"),
     "hunyuanvideo": ("transformer_blocks", "hidden_states", "single_transformer_blocks", 0, "none"),
     "chroma": ("transformer_blocks", "hidden_states", "single_transformer_blocks", None, "seq"),
-    "lumina2": ("layers", "hidden_states", "layers", None, "seq"),
+    "lumina2": ("noise_refiner", "hidden_states", "layers", None, "seq"),  # caption first, image last
 }
 LABELS = {"seq": ("cond", "uncond"), "batch": ("uncond", "cond"), "none": ("main",)}
 
