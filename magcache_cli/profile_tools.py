@@ -34,7 +34,8 @@ class MissingExtraError(MagCacheError):
 
 def shipped_dir() -> Path:
     """The repository's top-level `profiles/` folder (curves published by the MagCache authors)."""
-    return Path(magcache_cli.__file__).resolve().parent.parent / "profiles"
+    # magcache_cli/profiles is a symlink to the repo's top-level profiles/ (so wheels carry copies)
+    return Path(magcache_cli.__file__).parent / "profiles"
 
 
 def profile_dirs() -> list[Path]:
