@@ -91,7 +91,7 @@ def list_profiles() -> list[dict[str, Any]]:
     shipped = shipped_dir()
     rows = []
     for name, path in available_profiles().items():
-        row: dict[str, Any] = {"name": name, "path": str(path), "shipped": path.resolve().parent == shipped}
+        row: dict[str, Any] = {"name": name, "path": str(path), "shipped": path.resolve().parent == shipped.resolve()}
         try:
             p = load_profile(path)
         except ProfileError as e:
