@@ -19,6 +19,7 @@ Device = Annotated[str, typer.Option(help="auto | cuda | mps | cpu.", rich_help_
 Offload = Annotated[str, typer.Option(help="none | model | sequential CPU offload.", rich_help_panel=LOAD)]
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow non-safetensors weights (only for models you trust).", rich_help_panel=LOAD)]
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow custom pipeline code from the model repo.", rich_help_panel=LOAD)]
+Compile = Annotated[str, typer.Option("--compile", help="torch.compile the transformer: none | repeated (its repeated blocks, fullgraph=True) | full (the whole model). The first call compiles; skipping adds no recompilation.", rich_help_panel=LOAD)]
 
 Prompt = Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="Prompt; repeat for several.", rich_help_panel=CALL)]
 PromptsFile = Annotated[Optional[Path], typer.Option(help="File with one prompt per line (# comments allowed).", rich_help_panel=CALL)]
