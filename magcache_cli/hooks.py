@@ -323,6 +323,8 @@ class MagCacheHooks:
         self._computing = self._decide(a, batch)
         if not self._computing:
             self._tap.residual = self._cache[a.key]
+        elif self.mode == "run":  # replaced at the end of this call: never hold two residuals of one branch
+            self._cache.pop(a.key, None)
         self._apply_layout("compute" if self._computing else "skip")
         return None
 
