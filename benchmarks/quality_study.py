@@ -150,6 +150,7 @@ def main() -> int:
     ap.add_argument("--eval-seeds", type=int, nargs="+", default=list(range(100, 110)))
     ap.add_argument("--study-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--skip-study", action="store_true")
+    ap.add_argument("--label", default=None, help="how the model is named in the report")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--check", action="store_true", help="exit 1 unless the issue's quality targets hold")
     args = ap.parse_args()
@@ -163,7 +164,9 @@ def main() -> int:
     if args.tiny:
         from magcache_cli.tiny import FAMILIES, build_tiny_pipeline
 
-        model = str(build_tiny_pipeline("sd3", out / "_tiny_sd3", seed=0))
+        import tempfile
+
+        model = str(build_tiny_pipeline("sd3", Path(tempfile.mkdtemp()) / "tiny_sd3", seed=0))
         call = {k: v for k, v in FAMILIES["sd3"].call_kwargs.items()}
         call = {**call, "num_inference_steps": 28}
         prompts = ["a cat", "a dog", "a red house"]
@@ -176,6 +179,7 @@ def main() -> int:
         call = dict(DEMO_CALL)
         prompts = [digits.prompt_for(d) for d in range(10)]
         digit_of = {digits.prompt_for(d): d for d in range(10)}
+    label = args.label or label
     if args.quick:
         prompts = prompts[:3]
         args.eval_seeds = args.eval_seeds[:2]
@@ -328,8 +332,9 @@ def _study(batched, seq, prompts, seeds, kwargs, quick: bool):
         "per-branch, independent": (prof, "independent"),
         "shared cond curve": (quality.shared_curve_profile(prof, "cond"), "independent"),
     }
-    grid = quality.Grid(thresholds=(0.04, 0.08, 0.12, 0.24, 0.48), max_skip_steps=(2, 4, 6),
-                        retention_ratios=(0.1,)) if quick else quality.Grid()
+    # a smaller grid than tune's: the twin costs two calls per step and there are three configurations
+    grid = quality.Grid(thresholds=(0.04, 0.08, 0.12, 0.24, 0.48) if quick else (0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48),
+                        max_skip_steps=(2, 4, 6), retention_ratios=(0.1,))
     ref = quality.reference(seq, prof, prompts, seeds, kwargs)
     rows = {}
     for name, (p, policy) in configs.items():
