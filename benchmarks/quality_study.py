@@ -185,9 +185,9 @@ def main() -> int:
         args.eval_seeds = args.eval_seeds[:2]
     steps = call["num_inference_steps"]
     t_start = time.perf_counter()
-    report: dict = {"model": label, "model_path": model, "call": call, "torch_threads": 1,
-                    "device": "cpu", "torch": torch.__version__}
-    md = [f"Model: **{label}**; {steps} steps, call {json.dumps({k: v for k, v in call.items() if k != 'num_inference_steps'})}; CPU, 1 thread.", ""]
+    report: dict = {"model": label, "model_path": model, "weights": _weights_id(model), "call": call,
+                    "torch_threads": 1, "device": "cpu", "torch": torch.__version__}
+    md = [f"Model: **{label}** (transformer weights sha256 {report['weights']}); {steps} steps, call {json.dumps({k: v for k, v in call.items() if k != 'num_inference_steps'})}; CPU, 1 thread.", ""]
 
     # 1-2: calibrate and tune through the CLI, exactly as a user would
     prof_path = out / "demo.yaml"
@@ -236,6 +236,20 @@ def main() -> int:
         print("quality targets NOT met", file=sys.stderr)
         return 1
     return 0
+
+
+def _weights_id(model: str) -> str:
+    """First 12 hex digits of the transformer weights' sha256: which model version the numbers belong to."""
+    import hashlib
+
+    from magcache_cli.loading import BUILTIN_MODELS
+
+    folder = BUILTIN_MODELS.get(model) or Path(model)
+    files = sorted((folder / "transformer").glob("*.safetensors"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12] if files else "unknown"
 
 
 def _flag(key, value):
