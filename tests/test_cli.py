@@ -111,3 +111,24 @@ def test_bad_inputs_name_the_fix(tiny_pipeline_dir, tmp_path):
     assert r.exit_code == 1 and "not_an_arg" in r.output and "it takes" in r.output
     r = invoke("run", "--profile", tmp_path / "missing.yaml", "-p", "a")
     assert r.exit_code == 1 and "Error:" in r.output
+
+
+def test_video_pipeline_end_to_end(tiny_pipeline_dir, tmp_path):
+    from PIL import Image
+
+    prof = tmp_path / "wan.yaml"
+    r = invoke("calibrate", "--model", tiny_pipeline_dir("wan"), "-p", "a cat", "--steps", 6, "--height", 64,
+               "--width", 64, "--num-frames", 5, "--guidance-scale", 5.0, "--negative-prompt", "blurry",
+               "--set", "max_sequence_length=16", "--out", prof)
+    assert r.exit_code == 0, r.output
+    assert "sequential" in r.output and "blocks[2]" in r.output
+    r = runner.invoke(app, ["run", "--profile", str(prof), "--output", str(tmp_path / "clip.mp4"), "--json",
+                            "--threshold", "1.0"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    (path,) = data["outputs"]
+    assert path.endswith((".mp4", ".gif"))
+    if path.endswith(".gif"):  # no video writer installed: every frame is kept
+        assert Image.open(path).n_frames == 5
+    assert set(data["branches"]) == {"cond", "uncond"} and data["branches"]["cond"]["skipped"]
+    assert data["transformer_calls"] == 2 * len(data["branches"]["cond"]["computed"])
