@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import statistics
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
@@ -96,7 +98,7 @@ class Measured:
 
     steps: int
     passes: float  # transformer passes per run
-    wall_s: float  # pipeline wall time per run
+    wall_s: float  # pipeline wall time per run: the median over the runs
     quality: Quality
     schedule: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -108,7 +110,7 @@ class Reference:
 
     steps: int
     passes: float  # per run
-    wall_s: float  # per run
+    wall_s: float  # per run (median)
     arrays: list[np.ndarray]
     per_step: int
     lpips: Callable | None
@@ -120,10 +122,33 @@ def _arrays(result: RunResult) -> list[np.ndarray]:
     return [as_array(o) for o in result.outputs]
 
 
-def _per_run(result: RunResult) -> tuple[float, float]:
-    n = max(1, len(result.prompts_seeds))
-    passes = result.transformer_calls / n
-    return int(passes) if passes.is_integer() else passes, result.wall_s / n
+class _Clock:
+    """Times each pipeline call of a `replay.run` through its `on_run` callback (called just before each)."""
+
+    def __init__(self, on_run: OnRun, label: str):
+        self.on_run, self.label, self.stamps = on_run, label, []
+
+    def __call__(self, i: int, prompt: str, seed: int) -> None:
+        self.stamps.append(time.perf_counter())
+        if self.on_run:
+            self.on_run(self.label)
+
+    def median(self, result: RunResult) -> float:
+        """Median seconds per call: robust to a call slowed by a busy machine (the mean is not)."""
+        d = [b - a for a, b in zip(self.stamps, self.stamps[1:])]
+        d.append(max(0.0, result.wall_s - sum(d)))  # the last call: the rest of the pipeline time
+        return statistics.median(d)
+
+
+def _run(pipe, prompts, seeds, call_kwargs, label: str, on_run: OnRun, **kw) -> tuple[RunResult, float]:
+    clock = _Clock(on_run, label)
+    res = run(pipe, prompts, seeds, call_kwargs, on_run=clock, **kw)
+    return res, clock.median(res)
+
+
+def _passes(result: RunResult) -> float:
+    passes = result.transformer_calls / max(1, len(result.prompts_seeds))
+    return int(passes) if passes.is_integer() else passes
 
 
 def warm_up(pipe, prompt: str, call_kwargs: dict[str, Any]) -> None:
@@ -138,32 +163,30 @@ def reference(pipe, profile: Profile, prompts: list[str], seeds: list[int], call
     scorer, note = lpips or lpips_scorer()
     if warmup:
         warm_up(pipe, prompts[0], call_kwargs)
-    res = run(pipe, prompts, seeds, call_kwargs, profile=None, no_cache=True,
-              on_run=(lambda i, p, s: on_run("uncached")) if on_run else None)
-    passes, wall = _per_run(res)
+    res, wall = _run(pipe, prompts, seeds, call_kwargs, "uncached", on_run, profile=None, no_cache=True)
+    passes = _passes(res)
     steps = int(call_kwargs["num_inference_steps"])
     return Reference(steps, passes, wall, _arrays(res), max(1, round(passes / steps)), scorer, note, res)
 
 
-def measure_run(ref: Reference, result: RunResult, steps: int | None = None) -> Measured:
-    passes, wall = _per_run(result)
+def measure_run(ref: Reference, result: RunResult, wall: float, steps: int | None = None) -> Measured:
     q = measure(_arrays(result), ref.arrays, ref.lpips)
-    return Measured(steps or result.steps, passes, wall, q, result.schedule, list(result.warnings))
+    return Measured(steps or result.steps, _passes(result), wall, q, result.schedule, list(result.warnings))
 
 
 def cached(pipe, profile: Profile, ref: Reference, prompts, seeds, call_kwargs, settings: ratios.SkipSettings,
            policy: str = "joint", on_run: OnRun = None) -> tuple[Measured, RunResult]:
-    res = run(pipe, prompts, seeds, call_kwargs, profile=profile, settings=settings, policy=policy,
-              on_run=(lambda i, p, s: on_run("cached")) if on_run else None)
-    return measure_run(ref, res), res
+    res, wall = _run(pipe, prompts, seeds, call_kwargs, "cached", on_run, profile=profile, settings=settings,
+                     policy=policy)
+    return measure_run(ref, res, wall), res
 
 
 def fewer_steps(pipe, ref: Reference, prompts, seeds, call_kwargs, steps: int,
                 on_run: OnRun = None) -> tuple[Measured, RunResult]:
     """The honest baseline: the plain pipeline at `steps` steps, measured against the full-step reference."""
-    res = run(pipe, prompts, seeds, {**call_kwargs, "num_inference_steps": steps}, profile=None, no_cache=True,
-              on_run=(lambda i, p, s: on_run(f"{steps} steps")) if on_run else None)
-    return measure_run(ref, res, steps), res
+    res, wall = _run(pipe, prompts, seeds, {**call_kwargs, "num_inference_steps": steps}, f"{steps} steps", on_run,
+                     profile=None, no_cache=True)
+    return measure_run(ref, res, wall, steps), res
 
 
 def closer(cached_q: Quality, baseline_q: Quality) -> str:
