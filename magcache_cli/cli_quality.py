@@ -75,7 +75,7 @@ def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, js
     import numpy as np
 
     from . import outputs
-    from .quality import compare, side_by_side
+    from .quality import compare
 
     n = len(prompts) * len(seeds)
     with console.progress(3 * n, "Comparing") as bar:
@@ -100,6 +100,28 @@ def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, js
     console.render_compare(cmp, paths, sheets)
     if json_:
         console.emit_json({**cmp.to_json(), "outputs": paths, "side_by_side": sheets})
+
+
+def side_by_side(panels, min_side: int = 128):
+    """One PIL image: the panels left to right with their captions, small outputs upscaled (nearest).
+
+    Video panels show their middle frame.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    frames = [(label, a[len(a) // 2] if a.ndim == 4 else a) for label, a in panels]
+    h, w = frames[0][1].shape[:2]
+    scale = max(1, -(-min_side // min(h, w)))
+    cap, gap = 14, 4
+    sheet = Image.new("RGB", (len(frames) * (w * scale + gap) - gap, h * scale + cap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, a) in enumerate(frames):
+        img = Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)).convert("RGB")
+        x = i * (w * scale + gap)
+        sheet.paste(img.resize((w * scale, h * scale), Image.NEAREST), (x, cap))
+        draw.text((x + 2, 1), label, fill="black")
+    return sheet
 
 
 def tune(

@@ -463,26 +463,3 @@ def at_budgets(rows: dict[str, list[Point]], budgets: Sequence[float]) -> list[d
         table.append(row)
     return table
 
-
-# ------------------------------------------------------------------------------------------ side by side
-
-
-def side_by_side(panels: Sequence[tuple[str, np.ndarray]], min_side: int = 128):
-    """One PIL image: the panels left to right with their captions, small outputs upscaled (nearest).
-
-    Video panels show their middle frame.
-    """
-    from PIL import Image, ImageDraw
-
-    frames = [(label, a[len(a) // 2] if a.ndim == 4 else a) for label, a in panels]
-    h, w = frames[0][1].shape[:2]
-    scale = max(1, -(-min_side // min(h, w)))
-    cap, gap = 14, 4
-    sheet = Image.new("RGB", (len(frames) * (w * scale + gap) - gap, h * scale + cap), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (label, a) in enumerate(frames):
-        img = Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)).convert("RGB")
-        x = i * (w * scale + gap)
-        sheet.paste(img.resize((w * scale, h * scale), Image.NEAREST), (x, cap))
-        draw.text((x + 2, 1), label, fill="black")
-    return sheet
