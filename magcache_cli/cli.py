@@ -230,7 +230,7 @@ def run(
             raise UsageError("--compare and --no-cache exclude each other", hint="--compare already runs uncached")
         from .cli_quality import run_compare
 
-        return run_compare(pipe, prof, prompts, seeds, kwargs, settings, branch_policy, output, json_)
+        return run_compare(pipe, prof, prompts, seeds, kwargs, settings, branch_policy, output, json_, force)
     n = kwargs["num_inference_steps"]
     with _progress_hooks(len(prompts) * len(seeds), n, "Generating") as bar:
         result = run_cached(pipe, prompts, seeds, kwargs, profile=None if no_cache else prof, settings=settings,

@@ -70,7 +70,7 @@ def _call_setup(prof, prompt, prompts_file, seed, steps, guidance_scale, negativ
     return prompts, list(seed or [0]), kwargs
 
 
-def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, json_) -> None:
+def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, json_, force: bool = False) -> None:
     """`magcache run --compare`: uncached, cached and fewer-steps runs; metrics, verdict, side-by-side PNGs."""
     import numpy as np
 
@@ -83,7 +83,7 @@ def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, js
             bar.describe(f"Comparing: {what}")
             bar.advance()
 
-        cmp = compare(pipe, prof, prompts, seeds, kwargs, settings, policy, on_run=on_run)
+        cmp = compare(pipe, prof, prompts, seeds, kwargs, settings, policy, on_run=on_run, force=force)
     res = cmp.cached_result
     targets = outputs.output_paths(Path(output), res.prompts_seeds, prompts)
     paths = [str(outputs.save(out, p)) for out, p in zip(res.outputs, targets)]
@@ -157,10 +157,9 @@ def tune(
     trust_remote_code: o.TrustRemoteCode = False,
     json_: o.Json = False,
 ) -> None:
-    """Choose skip settings by measurement: sweep threshold × max skips × retention and keep the fastest that
-    meets a quality target.
+    """Find the fastest skip settings that meet a quality target, by measurement, and write them.
 
-    One model load and one uncached reference per prompt × seed; settings with the same skip schedule run
+    Sweeps threshold × max consecutive skips × retention ratio. One model load and one uncached reference per prompt × seed; settings with the same skip schedule run
     once. Prints the Pareto table (passes vs quality) with the fewer-steps baseline at equal passes, and writes
     the chosen setting into the profile's defaults with the evidence in `defaults.tuned`. Prompts default to
     the profile's calibration prompts. Refuses (exit 1, file untouched) when no setting meets the target.

@@ -175,9 +175,10 @@ def measure_run(ref: Reference, result: RunResult, wall: float, steps: int | Non
 
 
 def cached(pipe, profile: Profile, ref: Reference, prompts, seeds, call_kwargs, settings: ratios.SkipSettings,
-           policy: str = "joint", on_run: OnRun = None) -> tuple[Measured, RunResult]:
+           policy: str = "joint", on_run: OnRun = None, force: bool = False) -> tuple[Measured, RunResult]:
+    """The cached pipeline with `settings`; `force` uses a profile measured on another transformer."""
     res, wall = _run(pipe, prompts, seeds, call_kwargs, "cached", on_run, profile=profile, settings=settings,
-                     policy=policy)
+                     policy=policy, force=force)
     return measure_run(ref, res, wall), res
 
 
@@ -238,10 +239,11 @@ class Comparison:
 
 
 def compare(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any],
-            settings: ratios.SkipSettings, policy: str = "joint", on_run: OnRun = None) -> Comparison:
+            settings: ratios.SkipSettings, policy: str = "joint", on_run: OnRun = None,
+            force: bool = False) -> Comparison:
     """Uncached, cached and fewer-steps runs on the same prompts and seeds, measured against the uncached."""
     ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run)
-    measured, res = cached(pipe, profile, ref, prompts, seeds, call_kwargs, settings, policy, on_run)
+    measured, res = cached(pipe, profile, ref, prompts, seeds, call_kwargs, settings, policy, on_run, force)
     steps = min(ref.steps, equal_pass_steps(measured.passes, ref.per_step))
     base, base_res = fewer_steps(pipe, ref, prompts, seeds, call_kwargs, steps, on_run)
     return Comparison(ref, measured, base, steps, closer(measured.quality, base.quality), settings, res.policy or policy,
