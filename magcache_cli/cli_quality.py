@@ -186,6 +186,9 @@ def tune(
         settings_list = grid.settings()
     except ValueError as e:
         raise UsageError(f"bad sweep grid: {e}") from None
+    from .profile_tools import resolve_profile
+
+    profile = str(resolve_profile(str(profile)))  # a shipped profile's name works too (then prefer --out)
     dest = Path(out) if out else Path(profile)
     if out and dest.exists() and not force and not dry_run and dest.resolve() != Path(profile).resolve():
         raise UsageError(f"{dest} exists", hint="pass --force to overwrite it, or choose another --out")
@@ -265,7 +268,7 @@ def schedule(
     """
     import dataclasses
 
-    from .profile import load_profile
+    from .api import load_profile  # a path or a shipped profile's name
     from .quality import DEFAULT_THRESHOLDS, predict
 
     console.set_json(json_)

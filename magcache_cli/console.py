@@ -134,16 +134,8 @@ def render_run(result, paths: list[str], no_cache: bool) -> None:
         c.print(f"[bold]Settings[/]: threshold {s.threshold}, max skips {s.max_skip_steps}, "
                 f"retention {s.retention_ratio}, branch policy {result.policy}")
     if result.schedule:
-        t = Table(title=f"Schedule, {result.steps} steps: █ computed ░ skipped", title_justify="left")
-        for col in ("branch", "timeline", "computed", "skipped"):
-            t.add_column(col)
-        for label, sched in result.schedule.items():
-            marks = [True] * result.steps
-            for i in sched["skipped"]:
-                if i < len(marks):
-                    marks[i] = False
-            t.add_row(label, timeline(marks), str(len(sched["computed"])), str(len(sched["skipped"])))
-        c.print(t)
+        c.print(_schedule_table(f"Schedule, {result.steps} steps", result.steps,
+                                _flags_of(result.schedule, result.steps)))
     runs = len(result.prompts_seeds)
     saved = result.total_calls - result.transformer_calls
     speed = result.total_calls / result.transformer_calls if result.transformer_calls else 1.0
@@ -214,7 +206,7 @@ def render_compare(cmp, paths: list[str], sheets: list[str]) -> None:
     c.print(f"[bold]Settings[/]: threshold {s.threshold}, max skips {s.max_skip_steps}, retention {s.retention_ratio}, "
             f"branch policy {cmp.policy}")
     if m.schedule:
-        c.print(_schedule_table(f"Schedule, {ref.steps} steps: █ computed ░ skipped", ref.steps,
+        c.print(_schedule_table(f"Schedule, {ref.steps} steps", ref.steps,
                                 _flags_of(m.schedule, ref.steps)))
     lp = ref.lpips is not None
     c.print(f"[bold]Against the uncached output[/] ({len(cmp.prompts_seeds)} run(s); mean and worst over runs)")
@@ -299,7 +291,7 @@ def render_schedule(profile, steps: int, settings, pred: dict) -> None:
     c.print(f"[bold]Settings[/]: threshold {settings.threshold:g}, max skips {settings.max_skip_steps}, "
             f"retention {settings.retention_ratio:g}, branch policy {pred['policy']}; guidance {cal.guidance_mode}, "
             f"curves measured at {cal.steps} steps" + (f", resampled to {steps}" if steps != cal.steps else ""))
-    c.print(_schedule_table(f"Predicted schedule, {steps} steps: █ computed ░ skipped", steps, pred["flags"]))
+    c.print(_schedule_table(f"Predicted schedule, {steps} steps", steps, pred["flags"]))
     c.print(f"[bold]Predicted passes[/]: {pred['passes']} of {pred['total']} per run "
             f"({pred['speedup']:.2f}× fewer transformer passes)")
 
