@@ -245,6 +245,7 @@ def _tune_json(result, written: str | None) -> dict:
         "evidence": None if result.chosen is None else result.evidence(),
         "written": written,
         "lpips_note": ref.lpips_note,
+        "wall_times_suspect": result.wall_suspect,
     }
 
 

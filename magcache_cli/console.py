@@ -199,6 +199,10 @@ def _flags_of(schedule: dict[str, dict[str, list[int]]], steps: int) -> dict[str
     return out
 
 
+_WALL_NOTE = ("[yellow]Note:[/] a wall-time speedup above the pass speedup cannot come from skipping: the machine "
+              "was busy while some runs were timed. Trust the pass counts; rerun on an idle machine for timings.")
+
+
 def render_compare(cmp, paths: list[str], sheets: list[str]) -> None:
     c = console()
     ref, m, b = cmp.reference, cmp.cached, cmp.baseline
@@ -221,6 +225,8 @@ def render_compare(cmp, paths: list[str], sheets: list[str]) -> None:
                   _num(q.ssim), *([_num(q.lpips)] if lp else []))
     c.print(t)
     c.print(f"[bold]Speedup[/]: {cmp.speedup_passes:.2f}× fewer transformer passes, {cmp.speedup_wall:.2f}× in wall time")
+    if cmp.wall_suspect:
+        c.print(_WALL_NOTE, soft_wrap=True)
     if ref.lpips_note:
         c.print(f"[dim]{ref.lpips_note}[/]")
     c.print(verdict(cmp.winner, m.passes, cmp.baseline_steps, m.quality.psnr, b.quality.psnr))
@@ -267,6 +273,8 @@ def render_tune(result, show_all: bool, written: str | None) -> None:
             + ("" if show_all else "; Pareto front shown (--all for every schedule)") + "[/]")
     if result.reference.lpips_note:
         c.print(f"[dim]{result.reference.lpips_note}[/]")
+    if result.wall_suspect:
+        c.print(_WALL_NOTE, soft_wrap=True)
     ch = result.chosen
     if ch is None:
         return

@@ -190,6 +190,12 @@ def fewer_steps(pipe, ref: Reference, prompts, seeds, call_kwargs, steps: int,
     return measure_run(ref, res, wall, steps), res
 
 
+def wall_suspect(speedup_wall: float, speedup_passes: float) -> bool:
+    """A wall-time speedup clearly above the pass speedup cannot come from skipping: the machine was busy
+    while some runs were timed, and the wall numbers should not be trusted (the pass counts still are)."""
+    return speedup_wall > 1.1 * speedup_passes
+
+
 def closer(cached_q: Quality, baseline_q: Quality) -> str:
     """Which is closer to the full uncached output by PSNR: "cached", "fewer_steps" or "tie" (within 0.05 dB)."""
     d = cached_q.psnr - baseline_q.psnr
@@ -221,6 +227,10 @@ class Comparison:
     def speedup_wall(self) -> float:
         return self.reference.wall_s / self.cached.wall_s if self.cached.wall_s else float("inf")
 
+    @property
+    def wall_suspect(self) -> bool:
+        return wall_suspect(self.speedup_wall, self.speedup_passes)
+
     def to_json(self) -> dict[str, Any]:
         ref, c, b = self.reference, self.cached, self.baseline
         return {
@@ -233,6 +243,7 @@ class Comparison:
             "fewer_steps": {"steps": self.baseline_steps, "passes_per_run": b.passes,
                             "wall_s_per_run": round(b.wall_s, 4), **b.quality.to_json()},
             "closer_to_uncached": self.winner,
+            "wall_times_suspect": self.wall_suspect,
             "lpips_note": ref.lpips_note,
             "warnings": c.warnings,
         }
@@ -367,6 +378,10 @@ class TuneResult:
     runs: int  # pipeline calls made (reference, schedules, baselines), warm-up excluded
 
     @property
+    def wall_suspect(self) -> bool:
+        return any(wall_suspect(p.speedup_wall, p.speedup_passes) for p in self.points)
+
+    @property
     def chosen_baseline(self) -> tuple[int, Measured] | None:
         if self.chosen is None:
             return None
@@ -385,6 +400,7 @@ class TuneResult:
             "measured": {k: v for k, v in q.to_json().items() if v is not None},
             "speedup_passes": round(c.speedup_passes, 3),
             "speedup_wall": round(c.speedup_wall, 3),
+            **({"wall_times_suspect": True} if wall_suspect(c.speedup_wall, c.speedup_passes) else {}),
             "passes": {"cached": c.measured.passes, "uncached": ref.passes},
             "fewer_steps_baseline": {"steps": steps, "psnr": round(base.quality.psnr, 4),
                                      "ssim": round(base.quality.ssim, 4), "closer": closer(q, base.quality)},

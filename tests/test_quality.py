@@ -80,6 +80,12 @@ def test_lpips_is_skipped_without_local_weights(monkeypatch, tmp_path):
     assert scorer is None and note == "LPIPS skipped: weights not available offline"
 
 
+def test_a_wall_speedup_above_the_pass_speedup_is_flagged():
+    from magcache_cli.quality import wall_suspect
+
+    assert wall_suspect(7.0, 3.5) and not wall_suspect(2.7, 3.5) and not wall_suspect(3.6, 3.5)
+
+
 @pytest.mark.parametrize("passes, per_step, steps", [(7, 1, 7), (9, 2, 5), (8.5, 1, 9), (0.4, 1, 1), (10, 2, 5)])
 def test_equal_pass_steps_rounds_to_nearest_at_least_one(passes, per_step, steps):
     assert equal_pass_steps(passes, per_step) == steps
