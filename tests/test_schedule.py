@@ -155,4 +155,4 @@ def test_bad_input_exits_1_with_a_message(seq_profile, args, message):
 def test_missing_profile_exits_1(tmp_path):
     r = invoke("--profile", tmp_path / "nope.yaml")
     assert r.exit_code == 1
-    assert "profile not found" in r.output
+    assert "not found" in r.output
