@@ -68,6 +68,15 @@ def _load(model, revision, variant, dtype, device, offload, allow_pickle, trust_
         return load_pipeline(LoadOptions(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code))
 
 
+def _compile(pipe, mode: str) -> None:
+    if mode not in ("none", "repeated", "full"):
+        raise UsageError(f"unknown --compile {mode!r}", hint="use none, repeated or full")
+    if mode != "none":
+        from .compile import compile_pipeline
+
+        compile_pipeline(pipe, mode=mode)
+
+
 def _progress_hooks(total_runs: int, steps: int, label: str):
     """Callbacks for calibrate/run that drive one progress bar over runs × steps."""
     return console.progress(total_runs * max(1, steps), label)
@@ -99,6 +108,7 @@ def calibrate(
     offload: o.Offload = "none",
     allow_pickle: o.AllowPickle = False,
     trust_remote_code: o.TrustRemoteCode = False,
+    compile_: o.Compile = "none",
     json_: o.Json = False,
 ) -> None:
     """Measure a model's per-branch magnitude-ratio curves and write a profile.
@@ -126,6 +136,7 @@ def calibrate(
     if model == DEMO_MODEL:
         steps, guidance_scale, height, width = _demo_defaults(steps, guidance_scale, height, width)
     pipe, dev, dt = _load(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code)
+    _compile(pipe, compile_)
     kwargs = build_call_kwargs(pipe, steps=steps, guidance_scale=guidance_scale, negative_prompt=negative_prompt,
                                height=height, width=width, num_frames=num_frames, extra=parse_set(set_))
     defaults = {k: v for k, v in (("threshold", threshold), ("max_skip_steps", max_skip_steps),
@@ -191,6 +202,7 @@ def run(
     offload: o.Offload = "none",
     allow_pickle: o.AllowPickle = False,
     trust_remote_code: o.TrustRemoteCode = False,
+    compile_: o.Compile = "none",
     json_: o.Json = False,
 ) -> None:
     """Generate with step skipping driven by a profile, per guidance branch.
@@ -218,6 +230,7 @@ def run(
     model_ref = model or prof.model.id
     pipe, _, _ = _load(model_ref, revision or (None if model else prof.model.revision), variant, dtype, device,
                        offload, allow_pickle, trust_remote_code)
+    _compile(pipe, compile_)
     extra = {**cal.call_args, **parse_set(set_)}
     kwargs = build_call_kwargs(
         pipe, steps=steps or cal.steps,

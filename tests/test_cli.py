@@ -132,3 +132,9 @@ def test_video_pipeline_end_to_end(tiny_pipeline_dir, tmp_path):
         assert Image.open(path).n_frames == 5
     assert set(data["branches"]) == {"cond", "uncond"} and data["branches"]["cond"]["skipped"]
     assert data["transformer_calls"] == 2 * len(data["branches"]["cond"]["computed"])
+
+
+def test_unknown_compile_mode_is_refused(sd3_profile, tmp_path):
+    _, out, _ = sd3_profile
+    r = invoke("run", "--profile", out, "-p", "a", "--compile", "fast", "--output", tmp_path / "z.png")
+    assert r.exit_code == 1 and "--compile" in r.output and "repeated" in r.output
