@@ -4,14 +4,21 @@
 
 The pipeline is a real diffusers `FluxPipeline` (tiny CLIP/T5 text encoders and VAE from
 `magcache_cli.tiny`) whose transformer is replaced by a `FluxTransformer2DModel` big enough that the block
-stack dominates a step on CPU (default: width 512 = 8 heads x 64, 1 double-stream + 2 single-stream blocks,
-18.6 M parameters, 128x128 pixels = 1,024 image tokens + 12 text tokens; random weights). The profile is
+stack dominates a step on CPU (default: width 512 = 8 heads x 64, 3 double-stream + 6 single-stream blocks,
+53.2 M parameters of which 52.0 M in the blocks, 128x128 pixels = 1,024 image tokens + 12 text tokens; random
+weights, float32). With fewer blocks the layers outside the stack (embeddings, rotary tables, final norm and
+projection, ~6 ms a step here) and the text encoders + VAE (~0.13 s a call) weigh several percent, and the
+efficiency measures the pipeline rather than the skipping. The profile is
 diffusers' FLUX.1-dev curve (`FLUX_MAG_RATIOS`, 28 steps, one branch: no true CFG), so the skip schedule is
 fixed and known: 14 / 12 / 10 computed steps of 28 at thresholds 0.06 / 0.12 / 0.24 (K 3 / 4 / 5, R 0.2).
 
 Every figure is the median over `--repeats` timed pipeline calls (after one warm-up call per configuration),
-with the configurations interleaved in each round so that drift on a shared machine hits all of them alike:
+with the configurations interleaved in each round (in a shuffled order) so that drift on a shared machine
+hits all of them alike. Each call also records how many cores other processes kept busy meanwhile (from
+/proc/stat); calls with more than 0.25 such cores are left out of the medians when at least 3 calls remain.
 
+* glibc malloc is told to keep freed memory (`keep_freed_memory`; `--default-malloc` to compare): otherwise
+  page faults on re-allocated activations cost ~8% of a call on this VM and dominate the noise
 * wall = median wall time of a call; cpu = median process CPU time of the same calls (with one torch thread
   this leaves out the time the process waits while a neighbour holds the core; both are reported)
 * calibration overhead = median(calibrate-mode call) / median(no-cache call) - 1
@@ -24,9 +31,13 @@ with the configurations interleaved in each round so that drift on a shared mach
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import platform
+import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -52,10 +63,12 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed calls per configuration (median reported)")
     p.add_argument("--steps", type=int, default=28)
     p.add_argument("--width", type=int, default=512, help="transformer hidden size (multiple of 64)")
-    p.add_argument("--double", type=int, default=1, help="double-stream blocks")
-    p.add_argument("--single", type=int, default=2, help="single-stream blocks")
+    p.add_argument("--double", type=int, default=3, help="double-stream blocks")
+    p.add_argument("--single", type=int, default=6, help="single-stream blocks")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (tokens = (size/4)^2)")
     p.add_argument("--no-memory", action="store_true", help="skip the profiler memory measurement")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's malloc as it is (by default freed memory stays in the process, see keep_freed_memory)")
     p.add_argument("--json-out", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -70,6 +83,24 @@ def machine() -> dict:
 
     return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
             "torch": torch.__version__, "diffusers": diffusers.__version__, "threads": torch.get_num_threads()}
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed memory in the process (glibc `mallopt`), so that timings measure compute, not page faults.
+
+    With glibc's defaults the ~170 MB of activations of a step go back to the OS when freed and are faulted in
+    again at the next step: 1.2 M minor page faults per no-cache call here, ~8% of the call on this VM and a
+    large source of run-to-run noise. It applies to every configuration alike. False if not glibc.
+    """
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
 
 
 def build_pipeline(args, workdir: Path):
@@ -125,27 +156,51 @@ class Config:
         self.name, self._enter, self._leave = name, enter, leave
         self.times: list[float] = []  # wall seconds
         self.cpu: list[float] = []  # process CPU seconds (one torch thread: immune to being descheduled)
+        self.others: list[float] = []  # cores busy with other processes during the call (from /proc/stat)
+        self.faults: list[int] = []  # minor page faults during the call
         self.passes: tuple[int, int] | None = None  # (computed, total) denoiser passes
         self.residual_bytes: dict[str, int] = {}
 
-    def call(self, pipe, kwargs) -> tuple[float, float]:
+    def call(self, pipe, kwargs) -> tuple[float, float, float]:
         if self._enter:
             self._enter()
         try:
-            t0, c0 = time.perf_counter(), time.process_time()
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            b0, t0, c0 = _busy_seconds(), time.perf_counter(), time.process_time()
             pipe(prompt=PROMPT, generator=torch.Generator().manual_seed(0), **kwargs)
-            return time.perf_counter() - t0, time.process_time() - c0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            self.last_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+            return wall, cpu, max(0.0, (_busy_seconds() - b0 - cpu) / wall)
         finally:
             if self._leave:
                 self._leave(self)
 
+    def quiet(self, values: list[float]) -> list[float]:
+        """The calls during which other processes kept less than QUIET cores busy (all, if fewer than 3)."""
+        kept = [v for v, o in zip(values, self.others) if o < QUIET]
+        return kept if len(kept) >= 3 else values
+
     @property
     def median(self) -> float:
-        return statistics.median(self.times)
+        return statistics.median(self.quiet(self.times))
 
     @property
     def cpu_median(self) -> float:
-        return statistics.median(self.cpu)
+        return statistics.median(self.quiet(self.cpu))
+
+
+QUIET = 0.25  # cores used by other processes; above it a call is left out of the medians (if 3 remain)
+
+
+def _busy_seconds() -> float:
+    """CPU seconds all processes of the machine have used (user+nice+system+irq+softirq), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:8]]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def make_configs(pipe, profile, args) -> list[Config]:
@@ -195,6 +250,8 @@ def peak_torch_bytes(fn) -> int:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    malloc = "glibc default" if args.default_malloc else ("freed memory kept (mallopt)" if keep_freed_memory()
+                                                           else "default (mallopt unavailable)")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         pipe = build_pipeline(args, Path(tmp))
@@ -210,13 +267,18 @@ def main(argv=None) -> dict:
     configs = make_configs(pipe, profile, args)
     for cfg in configs:  # warm-up: first calls, stack discovery of each hooks set
         cfg.call(pipe, kwargs)
+    order = random.Random(0)
     for rnd in range(args.repeats):
-        for cfg in configs:
-            wall, cpu = cfg.call(pipe, kwargs)
+        shuffled = configs[:]
+        order.shuffle(shuffled)  # no configuration always follows the same one
+        for cfg in shuffled:
+            wall, cpu, others = cfg.call(pipe, kwargs)
             cfg.times.append(wall)
             cfg.cpu.append(cpu)
-        print(f"# round {rnd + 1}/{args.repeats}: " + ", ".join(f"{c.name} {c.times[-1]:.2f}s" for c in configs),
-              file=sys.stderr)
+            cfg.others.append(others)
+            cfg.faults.append(cfg.last_faults)
+        print(f"# round {rnd + 1}/{args.repeats}: " + ", ".join(
+            f"{c.name} {c.times[-1]:.2f}s (others {c.others[-1]:.2f})" for c in shuffled), file=sys.stderr)
 
     base, base_cpu = configs[0].median, configs[0].cpu_median
     rows = []
@@ -224,7 +286,9 @@ def main(argv=None) -> dict:
         computed, total = cfg.passes or (args.steps, args.steps)
         row = {"config": cfg.name, "median_s": round(cfg.median, 4), "min_s": round(min(cfg.times), 4),
                "cpu_median_s": round(cfg.cpu_median, 4), "times_s": [round(x, 4) for x in cfg.times],
-               "cpu_s": [round(x, 4) for x in cfg.cpu], "computed": computed, "total": total}
+               "cpu_s": [round(x, 4) for x in cfg.cpu], "others_cores": [round(x, 3) for x in cfg.others],
+               "quiet_calls": len(cfg.quiet(cfg.times)), "minor_faults": cfg.faults, "computed": computed,
+               "total": total}
         if cfg.name == "calibrate mode":
             row["overhead"] = round(cfg.median / base - 1, 4)
             row["overhead_cpu"] = round(cfg.cpu_median / base_cpu - 1, 4)
@@ -256,7 +320,7 @@ def main(argv=None) -> dict:
     result = {"benchmark": "cpu_bench", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
               "command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(), "model": model,
               "profile": "diffusers FLUX_MAG_RATIOS (28 steps, branch main)", "retention_ratio": RETENTION,
-              "repeats": args.repeats, "rows": rows, "memory": memory}
+              "repeats": args.repeats, "malloc": malloc, "quiet_threshold_cores": QUIET, "rows": rows, "memory": memory}
     print_table(result)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
