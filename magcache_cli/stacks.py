@@ -149,7 +149,7 @@ class _Recorder(nn.Module):
             inputs = {k: v for k, v in bound.items() if _is_stream(v)}
             single = torch.is_tensor(out)
             outputs = [out] if single else list(out) if isinstance(out, (tuple, list)) else []
-            log.calls.append(_Call(self._path, self._index, self._names, inputs, outputs, single))
+            log.record(_Call(self._path, self._index, self._names, inputs, outputs, single))
         return out
 
 
@@ -175,6 +175,17 @@ class Observation:
     def __exit__(self, *exc) -> None:
         for path, ml in self._originals:
             set_submodule(self.denoiser, path, ml)
+
+    def record(self, call: "_Call") -> None:
+        """Keep what the analysis needs and no more: the stream map of every call, the inputs of the call
+        that starts a run of calls into one list, the outputs of the run's latest call (on a large model
+        every block's tensors would cost gigabytes)."""
+        _map_streams(call)
+        prev = self.calls[-1] if self.calls else None
+        if prev is not None and prev.path == call.path and call.index == prev.index + 1:
+            prev.outputs = [None if torch.is_tensor(o) else o for o in prev.outputs]
+            call.inputs = {}
+        self.calls.append(call)
 
     @property
     def list_paths(self) -> list[str]:
@@ -248,8 +259,6 @@ def _feeds(prev: list[_Call], main_in: torch.Tensor) -> tuple[int, int] | None:
 
 def analyse(obs: Observation, denoiser_name: str = "transformer") -> StackSpec:
     """Read the stack off an observed forward pass (see the module docstring)."""
-    for c in obs.calls:
-        _map_streams(c)
     segs = [s for s in _segments(obs.calls) if all(c.streams for c in s)]
     if not segs:
         seen = ", ".join(obs.list_paths) or "none"
