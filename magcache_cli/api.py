@@ -5,7 +5,7 @@
     profile = magcache.load_profile("flux.yaml")          # a path, or the name of a shipped profile
     with magcache.apply(pipe, profile, threshold=0.12) as cache:
         image = pipe("a cat playing chess", num_inference_steps=28).images[0]
-    print(cache.report)                                   # per-branch computed/skipped steps, passes
+    report = cache.report                                 # per-branch computed/skipped steps, passes
 
     profile = magcache.calibrate(pipe, ["a cat playing chess"], seeds=[0, 1], num_inference_steps=28)
     magcache.save_profile(profile, "flux.yaml")
