@@ -12,7 +12,7 @@ import typer
 
 from . import __version__, console
 from . import options as o
-from .errors import MagCacheError, ProfileError, UsageError
+from .errors import MagCacheError, UsageError
 
 app = typer.Typer(
     name="magcache",

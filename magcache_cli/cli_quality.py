@@ -168,8 +168,6 @@ def tune(
 
         magcache tune --profile flux.yaml --min-psnr 35 -p "a cat playing chess" -s 0 -s 1 --steps 28
     """
-    import dataclasses
-
     from .errors import MagCacheError
     from .profile import load_profile, save_profile
     from .quality import DEFAULT_MAX_SKIPS, DEFAULT_RETENTIONS, DEFAULT_THRESHOLDS, Grid, Target

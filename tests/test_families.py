@@ -1,4 +1,4 @@
-"""Generality: every DiT family tiny.py can build offline, not only the ones named in the issue.
+"""Generality: every DiT family magcache_cli.tiny can build offline, not only the ones named in the issue.
 
 The expected stack of each family is written down by hand from the diffusers source (which block lists
 carry the image tokens from the patch embedding to the final norm); the tool must find it by itself.
