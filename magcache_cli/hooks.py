@@ -51,6 +51,15 @@ class RunPlan:
     def labels(self) -> tuple[str, ...]:
         return tuple(self.curves)
 
+    def schedule(self, steps: int) -> tuple[dict[str, list[bool]], tuple[int, int]]:
+        """Per-branch computed flags at `steps` steps, and the [start, stop) steps this denoiser runs.
+
+        The skip rule applies inside that window; batched guidance is always joint (one pass serves both
+        branches). `run` follows this schedule and `magcache schedule` prints it: one code path."""
+        policy = "joint" if self.guidance_mode == "batched" else self.policy
+        window = ratios.rescale_window(self.active, self.steps or steps, steps)
+        return ratios.simulate_window(self.curves, steps, self.settings, policy, window), window
+
 
 @dataclass
 class CallReport:
@@ -297,9 +306,7 @@ class MagCacheHooks:
             msg = f"calibration.steps: profile measured at {plan.steps} steps, running {steps} (curves resampled)"
             if msg not in self.warnings:
                 self.warnings.append(msg)
-        policy = "joint" if plan.guidance_mode == "batched" else plan.policy
-        window = ratios.rescale_window(plan.active, plan.steps or steps, steps)
-        self._schedule = ratios.simulate_window(plan.curves, steps, plan.settings, policy, window)
+        self._schedule, _ = plan.schedule(steps)
 
     # ---- per call ----------------------------------------------------------------------------------------
     def _before_call(self, module, args, kwargs):

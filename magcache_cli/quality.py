@@ -18,6 +18,7 @@ import dataclasses
 import itertools
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
@@ -29,7 +30,7 @@ from .errors import MagCacheError
 from .metrics import Quality, lpips_scorer, measure
 from .outputs import as_array
 from .profile import Profile
-from .replay import RunResult, run
+from .replay import RunResult, plans_by_denoiser, profile_denoisers, run
 
 DEFAULT_THRESHOLDS = (0.02, 0.04, 0.06, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48)
 DEFAULT_MAX_SKIPS = (2, 3, 4, 5, 6)
@@ -45,41 +46,32 @@ def passes_per_step(profile: Profile) -> int:
     """Transformer passes one uncached step costs: one per branch for sequential guidance, else 1."""
     if profile.calibration.guidance_mode != "sequential":
         return 1
-    return max(len(g) for g in _by_denoiser(profile).values())
-
-
-def _by_denoiser(profile: Profile) -> dict[str, dict[str, Any]]:
-    """Branches grouped by denoiser: `cond` is the first's, `transformer_2.cond` the second expert's."""
-    groups: dict[str, dict[str, Any]] = {}
-    for label, b in profile.branches.items():
-        owner = label.rpartition(".")[0]
-        groups.setdefault(owner, {})[label] = b
-    return groups
+    return max(Counter(label.rpartition(".")[0] for label in profile.branches).values())
 
 
 def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy: str = "joint") -> dict[str, Any]:
     """What a run would skip, without a model: per-branch flags, passes (per run) and the passes speedup.
 
-    Batched guidance runs both branches in one pass, so its policy is always joint. Branches of a second
-    expert (two-expert pipelines) are simulated inside the steps that expert runs, as the hooks do.
+    The schedule is the one the run hooks follow (`RunPlan.schedule`): batched guidance is always joint,
+    and a second expert's branches are simulated inside the steps that expert runs.
     """
     cal = profile.calibration
-    if cal.guidance_mode == "batched":
-        policy = "joint"
+    denoisers = profile_denoisers(profile)
+    label_of = {(lb.rpartition(".")[0] or denoisers[0], lb.rpartition(".")[2]): lb for lb in profile.branches}
     flags: dict[str, list[bool]] = {}
     passes = total = 0
-    for group in _by_denoiser(profile).values():
-        active = next(iter(group.values())).active
-        start, stop = ratios.rescale_window(active, cal.steps, steps)
-        sim = ratios.simulate_window({lb: b.ratios for lb, b in group.items()}, steps, settings, policy, (start, stop))
-        flags.update(sim)
-        inside = {lb: f[start:stop] for lb, f in sim.items()}
+    for name, plan in plans_by_denoiser(profile, settings, policy, denoisers).items():
+        sim, (start, stop) = plan.schedule(steps)
+        flags.update({label_of[name, label]: f for label, f in sim.items()})
+        inside = [f[start:stop] for f in sim.values()]
         if cal.guidance_mode == "sequential":
-            passes += sum(sum(f) for f in inside.values())
-            total += (stop - start) * len(group)
+            passes += sum(sum(f) for f in inside)
+            total += (stop - start) * len(inside)
         else:
-            passes += sum(any(step) for step in zip(*inside.values()))
+            passes += sum(any(step) for step in zip(*inside))
             total += stop - start
+    if cal.guidance_mode == "batched":
+        policy = "joint"
     return {"flags": flags, "passes": passes, "total": total, "speedup": total / passes if passes else float("inf"),
             "policy": policy}
 

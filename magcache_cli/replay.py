@@ -54,6 +54,13 @@ def plan_from_profile(profile: Profile, settings: ratios.SkipSettings, policy: s
     return next(iter(plans_by_denoiser(profile, settings, policy, ["transformer"]).values()))
 
 
+def profile_denoisers(profile: Profile) -> list[str]:
+    """The denoisers a profile has curves for: `transformer`, then any expert named in labels like
+    `transformer_2.cond`."""
+    owners = [label.rpartition(".")[0] for label in profile.branches if "." in label]
+    return list(dict.fromkeys(["transformer", *owners]))
+
+
 def plans_by_denoiser(profile: Profile, settings: ratios.SkipSettings, policy: str,
                       denoisers: list[str]) -> dict[str, RunPlan]:
     """Split the profile's branches by denoiser: `cond` belongs to the first, `transformer_2.cond` to
@@ -62,9 +69,9 @@ def plans_by_denoiser(profile: Profile, settings: ratios.SkipSettings, policy: s
         raise ValueError(f"branch policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     groups: dict[str, dict] = {}
     for label, b in profile.branches.items():
-        owner, _, local = label.rpartition(".") if "." in label else ("", "", label)
-        name = owner if owner in denoisers[1:] else denoisers[0] if not owner else None
-        if name is None:
+        owner, _, local = label.rpartition(".")
+        name = owner or denoisers[0]  # `cond` and `transformer.cond` both belong to the first denoiser
+        if name not in denoisers:
             raise BranchError(f"profile branch {label} is for a denoiser `{owner}` this pipeline does not have",
                               hint=f"its denoisers: {', '.join(denoisers)}")
         groups.setdefault(name, {})[local] = b
