@@ -77,6 +77,41 @@ def _compile(pipe, mode: str) -> None:
         compile_pipeline(pipe, mode=mode)
 
 
+def _settings(prof, threshold, max_skip_steps, retention_ratio):
+    from .replay import settings_from
+
+    try:
+        return settings_from(prof, threshold, max_skip_steps, retention_ratio)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _policy(branch_policy: str) -> str:
+    from .replay import POLICIES
+
+    if branch_policy not in POLICIES:
+        raise UsageError(f"unknown --branch-policy {branch_policy!r}", hint="use joint or independent")
+    return branch_policy
+
+
+def _call_setup(prof, prompt, prompts_file, seed, steps, guidance_scale, negative_prompt, height, width, num_frames,
+                set_, pipe, all_prompts: bool):
+    """Prompts, seeds and call arguments, defaulting to the profile's calibration (as `run` does)."""
+    from .loading import build_call_kwargs, parse_set, read_prompts
+
+    cal = prof.calibration
+    prompts = read_prompts(prompt, prompts_file) or (cal.prompts if all_prompts else cal.prompts[:1])
+    if not prompts:
+        raise UsageError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
+    kwargs = build_call_kwargs(
+        pipe, steps=steps or cal.steps,
+        guidance_scale=guidance_scale if guidance_scale is not None else cal.guidance_scale,
+        negative_prompt=negative_prompt if negative_prompt is not None else cal.negative_prompt,
+        height=height or cal.height, width=width or cal.width, num_frames=num_frames or cal.num_frames,
+        extra={**cal.call_args, **parse_set(set_)})
+    return prompts, list(seed or [0]), kwargs
+
+
 def _progress_hooks(total_runs: int, steps: int, label: str):
     """Callbacks for calibrate/run that drive one progress bar over runs × steps."""
     return console.progress(total_runs * max(1, steps), label)
@@ -214,30 +249,20 @@ def run(
         magcache run --profile flux.yaml -p "a cat playing chess" -s 0 --threshold 0.12 --output cat.png
     """
     from . import outputs
-    from .loading import build_call_kwargs, parse_set, read_prompts
     from .api import load_profile
-    from .replay import POLICIES, run as run_cached, settings_from
+    from .replay import run as run_cached
 
     console.set_json(json_)
-    if branch_policy not in POLICIES:
-        raise UsageError(f"unknown --branch-policy {branch_policy!r}", hint="use joint or independent")
+    branch_policy = _policy(branch_policy)
     prof = load_profile(profile)
-    cal = prof.calibration
-    prompts = read_prompts(prompt, prompts_file) or cal.prompts[:1]
-    if not prompts:
+    settings = _settings(prof, threshold, max_skip_steps, retention_ratio)  # bad values fail before loading
+    if not (prompt or prompts_file or prof.calibration.prompts):
         raise UsageError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
-    seeds = seed or [0]
-    model_ref = model or prof.model.id
-    pipe, _, _ = _load(model_ref, revision or (None if model else prof.model.revision), variant, dtype, device,
-                       offload, allow_pickle, trust_remote_code)
+    pipe, _, _ = _load(model or prof.model.id, revision or (None if model else prof.model.revision), variant,
+                       dtype, device, offload, allow_pickle, trust_remote_code)
     _compile(pipe, compile_)
-    extra = {**cal.call_args, **parse_set(set_)}
-    kwargs = build_call_kwargs(
-        pipe, steps=steps or cal.steps,
-        guidance_scale=guidance_scale if guidance_scale is not None else cal.guidance_scale,
-        negative_prompt=negative_prompt if negative_prompt is not None else cal.negative_prompt,
-        height=height or cal.height, width=width or cal.width, num_frames=num_frames or cal.num_frames, extra=extra)
-    settings = settings_from(prof, threshold, max_skip_steps, retention_ratio)
+    prompts, seeds, kwargs = _call_setup(prof, prompt, prompts_file, seed, steps, guidance_scale, negative_prompt,
+                                         height, width, num_frames, set_, pipe, all_prompts=False)
     if compare:
         if no_cache:
             raise UsageError("--compare and --no-cache exclude each other", hint="--compare already runs uncached")

@@ -9,7 +9,7 @@ import typer
 
 from . import console
 from . import options as o
-from .cli import _boundary, _load
+from .cli import _boundary, _call_setup, _load, _policy, _settings
 from .errors import UsageError
 
 BranchPolicy = Annotated[str, typer.Option(help="joint: skip a step only when every branch may skip (default). independent: each sequential branch decides alone.", rich_help_panel=o.SKIP)]
@@ -33,41 +33,6 @@ def _ints(text: str | None, name: str, default: tuple) -> tuple:
     if any(v != int(v) for v in vals):
         raise UsageError(f"{name} takes whole numbers, got {text!r}", hint=f"e.g. {name} 2,3,4")
     return tuple(int(v) for v in vals)
-
-
-def _settings(prof, threshold, max_skip_steps, retention_ratio):
-    from .replay import settings_from
-
-    try:
-        return settings_from(prof, threshold, max_skip_steps, retention_ratio)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-def _policy(branch_policy: str) -> str:
-    from .replay import POLICIES
-
-    if branch_policy not in POLICIES:
-        raise UsageError(f"unknown --branch-policy {branch_policy!r}", hint="use joint or independent")
-    return branch_policy
-
-
-def _call_setup(prof, prompt, prompts_file, seed, steps, guidance_scale, negative_prompt, height, width, num_frames,
-                set_, pipe, all_prompts: bool):
-    """Prompts, seeds and call arguments, defaulting to the profile's calibration (as `run` does)."""
-    from .loading import build_call_kwargs, parse_set, read_prompts
-
-    cal = prof.calibration
-    prompts = read_prompts(prompt, prompts_file) or (cal.prompts if all_prompts else cal.prompts[:1])
-    if not prompts:
-        raise UsageError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
-    kwargs = build_call_kwargs(
-        pipe, steps=steps or cal.steps,
-        guidance_scale=guidance_scale if guidance_scale is not None else cal.guidance_scale,
-        negative_prompt=negative_prompt if negative_prompt is not None else cal.negative_prompt,
-        height=height or cal.height, width=width or cal.width, num_frames=num_frames or cal.num_frames,
-        extra={**cal.call_args, **parse_set(set_)})
-    return prompts, list(seed or [0]), kwargs
 
 
 def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, json_, force: bool = False) -> None:

@@ -138,3 +138,10 @@ def test_unknown_compile_mode_is_refused(sd3_profile, tmp_path):
     _, out, _ = sd3_profile
     r = invoke("run", "--profile", out, "-p", "a", "--compile", "fast", "--output", tmp_path / "z.png")
     assert r.exit_code == 1 and "--compile" in r.output and "repeated" in r.output
+
+
+def test_bad_skip_settings_fail_before_loading(sd3_profile, tmp_path):
+    _, out, _ = sd3_profile
+    r = invoke("run", "--profile", out, "-p", "a", "--retention-ratio", 1.5, "--model", tmp_path / "not-a-model")
+    assert r.exit_code == 1 and "retention" in r.output and "Traceback" not in r.output
+    assert "model_index.json" not in r.output  # refused before trying to load the model
