@@ -103,6 +103,13 @@ def _image_slice(total: int, n: int, image_start: int, image_tail: int) -> slice
     return slice(end - n, end)
 
 
+def _residual(main: torch.Tensor, entry: torch.Tensor, image: tuple[int, int]) -> torch.Tensor:
+    """Stack output minus stack input, over the image tokens when the output is a joint sequence."""
+    if main.shape[1] != entry.shape[1]:
+        main = main[:, _image_slice(main.shape[1], entry.shape[1], *image)]
+    return main - entry
+
+
 class _Probe(nn.Module):
     """Wraps the first and/or last block of the stack on computed calls."""
 
@@ -121,10 +128,7 @@ class _Probe(nn.Module):
         out = self.block(*args, **kwargs)
         if self._exit:
             main = out if self._out_index is None else out[self._out_index]
-            x = tap.entry
-            if main.shape[1] != x.shape[1]:
-                main = main[:, _image_slice(main.shape[1], x.shape[1], *self._image)]
-            tap.out, tap.entry = main - x, None
+            tap.out, tap.entry = _residual(main, tap.entry, self._image), None
         return out
 
 
@@ -192,7 +196,6 @@ class MagCacheHooks:
         self._labels_in_step: set[str] = set()
         self._cache: dict[str, torch.Tensor] = {}
         self._prev: dict[str, torch.Tensor] = {}
-        self._entry: torch.Tensor | None = None
         self._current: Assignment | None = None
         self._computing = True
         self._steps = steps or (self.plan.steps if self.plan else None)
@@ -238,7 +241,6 @@ class MagCacheHooks:
         self._installed = False
         self._cache.clear()
         self._prev.clear()
-        self._entry = None
         self._tap.clear()
 
     def __enter__(self) -> "MagCacheHooks":
@@ -378,25 +380,15 @@ class MagCacheHooks:
         return None
 
     def _residual_from_observation(self, obs: Observation) -> None:
-        first, last = self.spec.segments[0], self.spec.segments[-1]
+        spec = self.spec
+        first, last = spec.segments[0], spec.segments[-1]
         head = next(c for c in obs.calls if c.path == first.path)
         tail = [c for c in obs.calls if c.path == last.path][-1]
-        self._entry = head.inputs[first.main_input]
         main = tail.outputs[0 if last.main_output is None else last.main_output]
-        self._on_residual(self._image_part(main, self._entry.shape[1]) - self._entry)
-
-    # ---- residuals -------------------------------------------------------------------------------------
-    def _image_slice(self, total: int, n: int) -> slice:
-        return _image_slice(total, n, self.spec.image_start, self.spec.image_tail)
-
-    def _image_part(self, main: torch.Tensor, n: int) -> torch.Tensor:
-        if main.shape[1] == n:
-            return main
-        return main[:, self._image_slice(main.shape[1], n)]
+        self._on_residual(_residual(main, head.inputs[first.main_input], (spec.image_start, spec.image_tail)))
 
     def _on_residual(self, residual: torch.Tensor) -> None:
         a = self._current
-        self._entry = None
         if self.mode == "run":
             self._cache[a.key] = residual
             return
