@@ -107,8 +107,8 @@ def build_pipeline(args, workdir: Path):
     """The tiny offline Flux pipeline with a compute-bound transformer swapped in."""
     from diffusers import FluxTransformer2DModel
 
-    from magcache_cli.loading import LoadOptions, load_pipeline
-    from magcache_cli.tiny import build_tiny_pipeline
+    from magcache_cli.runner.loading import LoadOptions, load_pipeline
+    from magcache_cli.testing.tiny import build_tiny_pipeline
 
     build_tiny_pipeline("flux-nocfg", workdir / "flux", seed=0)
     pipe, _, _ = load_pipeline(LoadOptions(str(workdir / "flux"), dtype="float32", device="cpu"))
@@ -137,8 +137,8 @@ def fixed_profile(pipe, args):
     """A profile of this pipeline whose curve is diffusers' FLUX.1-dev curve (fixed, not measured here)."""
     from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
 
-    from magcache_cli.calibration import calibrate
-    from magcache_cli.profile import BranchCurves
+    from magcache_cli.runner.calibrate import calibrate
+    from magcache_cli.profile.schema import BranchCurves
 
     short = {**call_kwargs(args), "num_inference_steps": 2}
     profile = calibrate(pipe, [PROMPT], [0], short, model_id="cpu-bench").profile
@@ -205,10 +205,10 @@ def _busy_seconds() -> float:
 
 def make_configs(pipe, profile, args) -> list[Config]:
     from magcache_cli import api
-    from magcache_cli.hooks import MagCacheHooks
+    from magcache_cli.core.recording import RecordingHooks
 
     configs = [Config("no cache")]
-    calib = MagCacheHooks(pipe, "transformer", mode="calibrate", expected_batch=1)
+    calib = RecordingHooks(pipe, "transformer", expected_batch=1)
 
     def calib_enter():
         calib.install()

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 os.environ["HF_HUB_OFFLINE"]="1"
 torch.set_num_threads(1)
-from magcache_cli.tiny import build_tiny_pipeline, FAMILIES
-from magcache_cli.loading import load_pipeline, LoadOptions, quiet_libraries
-from magcache_cli.calibration import calibrate
-from magcache_cli.replay import run
-from magcache_cli.ratios import SkipSettings
+from magcache_cli.testing.tiny import build_tiny_pipeline, FAMILIES
+from magcache_cli.runner.loading import load_pipeline, LoadOptions, quiet_libraries
+from magcache_cli.runner.calibrate import calibrate
+from magcache_cli.runner.run import run
+from magcache_cli.core.rule import SkipSettings
 quiet_libraries()
 fams = sys.argv[1:] or [k for k in FAMILIES if k != "sdxl"]
 for fam in fams:

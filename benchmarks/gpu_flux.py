@@ -170,8 +170,8 @@ class Row:
 def magcache_profile(pipe, steps: int):
     from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
 
-    from magcache_cli.calibration import calibrate
-    from magcache_cli.profile import BranchCurves
+    from magcache_cli.runner.calibrate import calibrate
+    from magcache_cli.profile.schema import BranchCurves
 
     profile = calibrate(pipe, ["random embeddings"], [0], {"num_inference_steps": 2}, model_id="flux-dev-sized-random").profile
     curve = [float(v) for v in FLUX_MAG_RATIOS.tolist()]
@@ -182,11 +182,11 @@ def magcache_profile(pipe, steps: int):
 
 def magcache_rows(pipe, profile, steps, group, calibrate=True):
     from magcache_cli import api
-    from magcache_cli.hooks import MagCacheHooks
+    from magcache_cli.core.recording import RecordingHooks
 
     rows = []
     if calibrate:
-        hooks = MagCacheHooks(pipe, "transformer", mode="calibrate", expected_batch=1)
+        hooks = RecordingHooks(pipe, "transformer", expected_batch=1)
 
         def enter():
             hooks.install()
@@ -209,7 +209,7 @@ def magcache_rows(pipe, profile, steps, group, calibrate=True):
 def diffusers_rows(pipe, steps, group, calibrate=True):
     from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS, MagCacheConfig
 
-    from magcache_cli import ratios
+    from magcache_cli.core import rule as ratios
 
     t = pipe.transformer
     curve = [float(v) for v in FLUX_MAG_RATIOS.tolist()]
@@ -298,7 +298,7 @@ def main(argv=None):
 
     import diffusers
 
-    from magcache_cli.compile import compile_pipeline, graph_count
+    from magcache_cli.core.compile import compile_pipeline, graph_count
 
     t0 = time.perf_counter()
     transformer = build_transformer(args)

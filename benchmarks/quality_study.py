@@ -44,11 +44,14 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from magcache_cli import quality  # noqa: E402
-from magcache_cli.metrics import measure  # noqa: E402
-from magcache_cli.outputs import as_array  # noqa: E402
-from magcache_cli.profile import load_profile  # noqa: E402
-from magcache_cli.replay import run  # noqa: E402
+from magcache_cli.quality import compare as quality  # noqa: E402
+from magcache_cli.quality import tune  # noqa: E402
+from magcache_cli.profile.plan import equal_pass_steps  # noqa: E402
+import study_helpers  # noqa: E402
+from magcache_cli.quality.metrics import measure  # noqa: E402
+from magcache_cli.runner.outputs import as_array  # noqa: E402
+from magcache_cli.profile.schema import load_profile  # noqa: E402
+from magcache_cli.runner.run import run  # noqa: E402
 
 TARGET_PSNR, TARGET_SPEEDUP, TARGET_ADHERENCE_POINTS = 35.0, 2.5, 1.0
 
@@ -124,7 +127,7 @@ def cli(*args: str) -> dict:
 def adherence(arrays, prompts_seeds, digit_of) -> float | None:
     if digit_of is None:
         return None
-    from magcache_cli import digits
+    from magcache_cli.testing import digits
 
     labels = [digit_of[p] for p, _ in prompts_seeds]
     return 100.0 * float(digits.adherence(np.stack(arrays), labels))
@@ -155,14 +158,14 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 unless the issue's quality targets hold")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from magcache_cli.loading import DEMO_CALL, LoadOptions, load_pipeline, quiet_libraries
+    from magcache_cli.runner.loading import DEMO_CALL, LoadOptions, load_pipeline, quiet_libraries
 
     quiet_libraries()
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     label = "demo model (trained)"
     if args.tiny:
-        from magcache_cli.tiny import FAMILIES, build_tiny_pipeline
+        from magcache_cli.testing.tiny import FAMILIES, build_tiny_pipeline
 
         import tempfile
 
@@ -173,7 +176,7 @@ def main() -> int:
         digit_of = None
         label = "TINY RANDOM-WEIGHT SD3 — plumbing only, says nothing about quality"
     else:
-        from magcache_cli import digits
+        from magcache_cli.testing import digits
 
         model = args.model or "builtin:demo"
         call = dict(DEMO_CALL)
@@ -242,7 +245,7 @@ def _weights_id(model: str) -> str:
     """First 12 hex digits of the transformer weights' sha256: which model version the numbers belong to."""
     import hashlib
 
-    from magcache_cli.loading import BUILTIN_MODELS
+    from magcache_cli.runner.loading import BUILTIN_MODELS
 
     folder = BUILTIN_MODELS.get(model) or Path(model)
     files = sorted((folder / "transformer").glob("*.safetensors"))
@@ -292,12 +295,12 @@ class _Q:
 
 
 def _heldout(pipe, prof, prompts, seeds, kwargs, digit_of):
-    from magcache_cli.replay import settings_from
+    from magcache_cli.profile.plan import settings_from
 
     s = settings_from(prof)
     ref = quality.reference(pipe, prof, prompts, seeds, kwargs)
     cached, cres = quality.cached(pipe, prof, ref, prompts, seeds, kwargs, s)
-    k = min(ref.steps, quality.equal_pass_steps(cached.passes, ref.per_step))
+    k = min(ref.steps, equal_pass_steps(cached.passes, ref.per_step))
     fewer, fres = quality.fewer_steps(pipe, ref, prompts, seeds, kwargs, k)
     pairs = cres.prompts_seeds
     adh = {"uncached": adherence(ref.arrays, pairs, digit_of),
@@ -344,18 +347,18 @@ def _study(batched, seq, prompts, seeds, kwargs, quick: bool):
     configs = {
         "per-branch, joint": (prof, "joint"),
         "per-branch, independent": (prof, "independent"),
-        "shared cond curve": (quality.shared_curve_profile(prof, "cond"), "independent"),
+        "shared cond curve": (study_helpers.shared_curve_profile(prof, "cond"), "independent"),
     }
     # a smaller grid than tune's: the twin costs two calls per step and there are three configurations
-    grid = quality.Grid(thresholds=(0.04, 0.08, 0.12, 0.24, 0.48) if quick else (0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48),
+    grid = tune.Grid(thresholds=(0.04, 0.08, 0.12, 0.24, 0.48) if quick else (0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48),
                         max_skip_steps=(2, 4, 6), retention_ratios=(0.1,))
     ref = quality.reference(seq, prof, prompts, seeds, kwargs)
     rows = {}
     for name, (p, policy) in configs.items():
-        rows[name] = quality.distinct(quality.sweep(seq, p, ref, prompts, seeds, kwargs, grid.settings(), policy))
+        rows[name] = tune.distinct(tune.sweep(seq, p, ref, prompts, seeds, kwargs, grid.settings(), policy))
     total = ref.passes
     budgets = [round(total * f) for f in (0.3, 0.35, 0.4, 0.5, 0.6, 0.75)]
-    table = quality.at_budgets(rows, budgets)
+    table = study_helpers.at_budgets(rows, budgets)
     curves = {lb: b.ratios for lb, b in prof.branches.items()}
     gap = max(abs(x - y) for x, y in zip(curves["cond"], curves["uncond"]))
     data = {"twin_vs_batched": {"psnr": twin.psnr, "max_abs_diff": diff}, "curve_gap_max": gap,

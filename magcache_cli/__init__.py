@@ -1,18 +1,19 @@
 """magcache: MagCache step skipping for any diffusers DiT pipeline, driven by shareable YAML profiles.
 
-Python API (see docs/python-api.md): `apply`, `remove`, `calibrate`, `load_profile`, `save_profile`.
+Python API (see docs/python-api.md): `apply`, `remove`, `calibrate`, `load_profile`, `save_profile`,
+`check_compatibility`, `MagCache`. Library warnings go to the `magcache` logger (`logging.getLogger("magcache")`).
 """
 
-__version__ = "0.1.0"
+from magcache_cli.version import __version__
 
-_API = {"apply", "remove", "calibrate", "load_profile", "save_profile", "check_compatibility", "MagCache"}
-__all__ = sorted(_API | {"__version__"})
+__all__ = ["MagCache", "__version__", "apply", "calibrate", "check_compatibility", "load_profile", "remove",
+           "save_profile"]
 
 
 def __getattr__(name: str):
     # Lazy, so that `magcache --version` and `--help` do not import torch.
-    if name in _API:
-        from . import api
+    if name in __all__:
+        from magcache_cli import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'magcache_cli' has no attribute {name!r}")

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/build_shipped_profiles.py [REFERENCE_JSON] [--out-dir profiles]
 
 REFERENCE_JSON defaults to ../shared/reference-ratios.json relative to the repository root. The curves are
-converted by `magcache_cli.profile_tools.profile_from_curves`, the function behind `magcache profile
+converted by `magcache_cli.profile.convert.profile_from_curves`, the function behind `magcache profile
 import`, with the recommended defaults recorded in the JSON. Nothing is re-measured. Rerunning gives
 byte-identical files. Every curve id in the JSON must be listed below, as built or as skipped with a reason,
 so a new curve forces a decision.
@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from magcache_cli.profile import save_profile  # noqa: E402
-from magcache_cli.profile_tools import profile_from_curves  # noqa: E402
+from magcache_cli.profile.schema import save_profile  # noqa: E402
+from magcache_cli.profile.convert import profile_from_curves  # noqa: E402
 
 DEFAULT_JSON = ROOT.parent / "shared" / "reference-ratios.json"
 

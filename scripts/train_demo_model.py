@@ -52,7 +52,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from magcache_cli import digits  # noqa: E402
+from magcache_cli.testing import digits  # noqa: E402
 
 T5_TOKENS = 256  # the pipeline's default max_sequence_length; the zero "T5" tokens the model sees at inference
 CLIP_MAX_LEN = 32  # character-level: "a handwritten digit seven" is 25 characters + BOS/EOS

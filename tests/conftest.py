@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_pipeline_dir(tmp_path_factory) -> Callable[[str], Path]:
     """`get(family) -> Path`: the saved tiny pipeline for `family` (seed 0), built once per session."""
-    from magcache_cli.tiny import build_tiny_pipeline
+    from magcache_cli.testing.tiny import build_tiny_pipeline
 
     root = tmp_path_factory.mktemp("tiny_pipelines")
     cache: dict[str, Path] = {}

@@ -1,0 +1,92 @@
+"""Say which classifier-free-guidance branch a denoiser call (or a batch slice of it) belongs to.
+
+Three ways a pipeline runs guidance, and how each call is labelled:
+
+* ``sequential``: one call per branch and step. The label is the pipeline's ``cache_context`` name where it
+  sets one (``cond`` / ``uncond``), otherwise the call's position within the denoising step (diffusers'
+  pipelines call the conditional pass first). The scheduler's ``step()`` marks step boundaries.
+* ``batched``: one call whose batch stacks the branches, ``cat([negative, positive])``: the first half is
+  ``uncond``, the second ``cond``.
+* ``none``: one call per step, label ``main``.
+
+A call is never split into branches other than by whole batch rows, so no state ever mixes two branches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from magcache_cli.errors import BranchError
+
+BATCHED_ORDER = ("uncond", "cond")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The branches one denoiser call serves: labels, and the batch rows of each (None: the whole batch)."""
+
+    labels: tuple[str, ...]
+    rows: tuple[slice | None, ...]
+    mode: str
+
+    @property
+    def key(self) -> str:
+        return "+".join(self.labels)
+
+
+def _halves(batch: int, labels: tuple[str, ...]) -> tuple[slice, ...]:
+    n = len(labels)
+    if batch % n:
+        raise BranchError(
+            f"a batched-guidance call has batch {batch}, not divisible into {n} branches {list(labels)}",
+            hint="run with one prompt per call, or recalibrate with the guidance setup you use",
+        )
+    part = batch // n
+    return tuple(slice(i * part, (i + 1) * part) for i in range(n))
+
+
+def assign_observed(context: str | None, batch: int, call_index: int, batched: bool) -> Assignment:
+    """Calibration: label a call from what the pipeline shows (names, batch layout, call order)."""
+    if batched:  # checked first: some pipelines name their batched call too (CogVideoX: "cond_uncond")
+        return Assignment(BATCHED_ORDER, _halves(batch, BATCHED_ORDER), "batched")
+    if context:
+        return Assignment((context,), (None,), "sequential")
+    return Assignment((f"call{call_index}",), (None,), "sequential")
+
+
+def assign_profiled(
+    context: str | None, batch: int, call_index: int, mode: str, labels: tuple[str, ...]
+) -> Assignment:
+    """Run: label a call with the branches of the profile, or say why the call does not fit it."""
+    if mode == "none":
+        if call_index > 0:
+            raise BranchError(
+                f"the pipeline made {call_index + 1} denoiser calls in one step, but the profile has one branch",
+                hint="the profile was calibrated without guidance: recalibrate with the guidance settings you run",
+            )
+        return Assignment(labels, (None,), mode)
+    if mode == "batched":
+        return Assignment(labels, _halves(batch, labels), mode)
+    if context and context in labels:
+        return Assignment((context,), (None,), mode)
+    if call_index < len(labels):
+        return Assignment((labels[call_index],), (None,), mode)
+    raise BranchError(
+        f"call {call_index + 1} of a step has no branch in the profile (branches: {', '.join(labels)})",
+        hint="recalibrate with the guidance settings you run",
+    )
+
+
+def finalize_labels(seen: list[str], mode: str) -> tuple[dict[str, str], str]:
+    """Rename provisional labels after calibration; returns (old -> new, guidance mode).
+
+    One branch only means the pipeline ran without guidance (``main``); two unnamed calls per step are the
+    conditional then the unconditional pass.
+    """
+    if mode == "batched":
+        return {s: s for s in seen}, "batched"
+    if len(seen) == 1:
+        return {seen[0]: "main"}, "none"
+    if all(s.startswith("call") for s in seen) and len(seen) == 2:
+        return {"call0": "cond", "call1": "uncond"}, "sequential"
+    return {s: s for s in seen}, "sequential"

@@ -1,0 +1,94 @@
+"""The modules that stand in the stack's block lists for one call, and the one object they share with the hooks.
+
+* on a computed call, the first block of the stack is wrapped by a `_Probe` that keeps a reference to the
+  stack's input, and the last by one that subtracts it from the stack's output: one subtraction per call,
+  nothing per block;
+* on a skipped call, the block lists of the stack are replaced by a single `_Replay` that returns the stack's
+  input plus the branch's cached residual, in the last block's output structure.
+
+Under a whole-model `torch.compile` the forward pass (with these proxies in it) is one graph per layout: the
+proxies exchange tensors with the hooks through one `Tap` and hold only constants.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from magcache_cli.core.stacks import StackSpec, bind_inputs
+
+
+class Tap:
+    """The only state the stack's proxies touch: the stack input, the residual out, the residual to replay.
+
+    The hooks fill and empty it outside the forward pass; the proxies hold nothing else but constants, so a
+    whole-model `torch.compile` traces them without guarding on per-step state (step, branch, caches).
+    """
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.entry: torch.Tensor | None = None
+        self.out: torch.Tensor | None = None  # residual of a computed call, read by the forward hook
+        self.residual: torch.Tensor | None = None  # cached residual for a skipped call, set by the pre-hook
+
+
+def _image_slice(total: int, n: int, image_start: int, image_tail: int) -> slice:
+    if image_start == 0:
+        return slice(0, n)
+    end = total - image_tail
+    return slice(end - n, end)
+
+
+def residual_of(main: torch.Tensor, entry: torch.Tensor, image: tuple[int, int]) -> torch.Tensor:
+    """Stack output minus stack input, over the image tokens when the output is a joint sequence."""
+    if main.shape[1] != entry.shape[1]:
+        main = main[:, _image_slice(main.shape[1], entry.shape[1], *image)]
+    return main - entry
+
+
+class Probe(nn.Module):
+    """Wraps the first and/or last block of the stack on computed calls."""
+
+    def __init__(self, block: nn.Module, tap: Tap, spec: StackSpec, entry: bool, exit: bool):
+        super().__init__()
+        self.block = block
+        self._tap, self._entry, self._exit = tap, entry, exit
+        self._names, self._main_input = spec.param_names_first, spec.segments[0].main_input
+        self._out_index = None if spec.out_single else spec.segments[-1].main_output
+        self._image = (spec.image_start, spec.image_tail)
+
+    def forward(self, *args, **kwargs):
+        tap = self._tap
+        if self._entry:
+            tap.entry = bind_inputs(self._names, args, kwargs)[self._main_input]
+        out = self.block(*args, **kwargs)
+        if self._exit:
+            main = out if self._out_index is None else out[self._out_index]
+            tap.out, tap.entry = residual_of(main, tap.entry, self._image), None
+        return out
+
+
+class Replay(nn.Module):
+    """Stands in for the whole stack on a skipped call: stack input + cached residual."""
+
+    def __init__(self, tap: Tap, spec: StackSpec):
+        super().__init__()
+        self._tap = tap
+        self._names, self._main_input = spec.param_names_last, spec.segments[-1].main_input
+        self._out_single, self._out_spec = spec.out_single, tuple(spec.out_spec)
+        self._image = (spec.image_start, spec.image_tail)
+
+    def forward(self, *args, **kwargs):
+        bound = bind_inputs(self._names, args, kwargs)
+        x = bound[self._main_input]
+        r = self._tap.residual
+        if x.shape == r.shape:
+            main = x + r
+        else:
+            main = x.clone()
+            main[:, _image_slice(x.shape[1], r.shape[1], *self._image)] += r
+        if self._out_single:
+            return main
+        return tuple(main if k == "@main" else None if k is None else bound.get(k) for k in self._out_spec)

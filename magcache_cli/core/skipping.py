@@ -1,0 +1,59 @@
+"""Cached runs: hooks that follow a precomputed skip schedule per branch, replaying the branch's cached residual
+on skipped steps. The schedule depends only on the profile's curves and the settings (`RunPlan.schedule`)."""
+
+from __future__ import annotations
+
+import torch
+
+from magcache_cli.core.branches import Assignment, assign_profiled
+from magcache_cli.core.hooks import StackHooks
+from magcache_cli.core.rule import RunPlan
+
+
+class SkippingHooks(StackHooks):
+    """Skips the stack on the steps the plan's schedule marks, per branch; one cached residual per branch."""
+
+    def __init__(self, pipe, denoiser_name: str, plan: RunPlan, prefix: str = ""):
+        self.plan = plan
+        self._cache: dict[str, torch.Tensor] = {}
+        self._schedule: dict[str, list[bool]] | None = None
+        super().__init__(pipe, denoiser_name, prefix)
+
+    def _default_steps(self) -> int | None:
+        return self.plan.steps
+
+    def _reset_branches(self) -> None:
+        self._cache = {}
+        self._schedule = None
+
+    def _start_call(self) -> None:
+        plan = self.plan
+        steps = self._steps or plan.steps
+        if plan.steps and steps != plan.steps:
+            msg = f"calibration.steps: profile measured at {plan.steps} steps, running {steps} (curves resampled)"
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+        self._schedule, _ = plan.schedule(steps)
+
+    def _assign(self, batch: int) -> Assignment:
+        return assign_profiled(self._context, batch, self.state.call_in_step, self.plan.guidance_mode,
+                               self.plan.labels)
+
+    def _decide(self, a: Assignment, batch: int) -> bool:
+        cached = self._cache.get(a.key)
+        if cached is None or cached.shape[0] != batch:
+            return True
+        sched = self._schedule
+        step = self.state.step
+        if step >= len(next(iter(sched.values()))):
+            return True
+        return any(sched[label][step] for label in a.labels)
+
+    def _prepare(self, a: Assignment, computing: bool) -> None:
+        if not computing:
+            self._tap.residual = self._cache[a.key]
+        else:  # replaced at the end of this call: never hold two residuals of one branch
+            self._cache.pop(a.key, None)
+
+    def _on_residual(self, residual: torch.Tensor) -> None:
+        self._cache[self.state.current.key] = residual

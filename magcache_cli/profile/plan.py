@@ -1,0 +1,88 @@
+"""A profile as something to run: its curves split per denoiser into RunPlans, the skip settings it defaults to,
+and what a run would skip (`predict`) without loading a model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collections import Counter
+
+from magcache_cli.core import rule as ratios
+from magcache_cli.core.rule import RunPlan, effective_policy
+from magcache_cli.types import BranchPolicy
+from magcache_cli.errors import BranchError
+from magcache_cli.profile.schema import Profile
+
+
+def profile_denoisers(profile: Profile) -> list[str]:
+    """The denoisers a profile has curves for: `transformer`, then any expert named in labels like
+    `transformer_2.cond`."""
+    owners = [label.rpartition(".")[0] for label in profile.branches if "." in label]
+    return list(dict.fromkeys(["transformer", *owners]))
+
+
+def plans_by_denoiser(profile: Profile, settings: ratios.SkipSettings, policy: str,
+                      denoisers: list[str]) -> dict[str, RunPlan]:
+    """Split the profile's branches by denoiser: `cond` belongs to the first, `transformer_2.cond` to
+    `transformer_2`. Each denoiser gets its own plan (curves, and the window of steps it runs)."""
+    policy = BranchPolicy.parse(policy, "branch_policy")
+    groups: dict[str, dict] = {}
+    for label, b in profile.branches.items():
+        owner, _, local = label.rpartition(".")
+        name = owner or denoisers[0]  # `cond` and `transformer.cond` both belong to the first denoiser
+        if name not in denoisers:
+            raise BranchError(f"profile branch {label} is for a denoiser `{owner}` this pipeline does not have",
+                              hint=f"its denoisers: {', '.join(denoisers)}")
+        groups.setdefault(name, {})[local] = b
+    cal = profile.calibration
+    return {name: RunPlan({lb: list(b.ratios) for lb, b in bs.items()}, cal.guidance_mode, settings, policy,
+                          cal.steps, next(iter(bs.values())).active)
+            for name, bs in groups.items()}
+
+
+def settings_from(profile: Profile, threshold: float | None = None, max_skip_steps: int | None = None,
+                  retention_ratio: float | None = None) -> ratios.SkipSettings:
+    d = profile.defaults
+    return ratios.SkipSettings(
+        threshold=d.threshold if threshold is None else threshold,
+        max_skip_steps=d.max_skip_steps if max_skip_steps is None else max_skip_steps,
+        retention_ratio=d.retention_ratio if retention_ratio is None else retention_ratio,
+    )
+
+
+def passes_per_step(profile: Profile) -> int:
+    """Transformer passes one uncached step costs: one per branch for sequential guidance, else 1."""
+    if profile.calibration.guidance_mode != "sequential":
+        return 1
+    return max(Counter(label.rpartition(".")[0] for label in profile.branches).values())
+
+
+def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy: str = "joint") -> dict[str, Any]:
+    """What a run would skip, without a model: per-branch flags, passes (per run) and the passes speedup.
+
+    The schedule is the one the run hooks follow (`RunPlan.schedule`): batched guidance is always joint,
+    and a second expert's branches are simulated inside the steps that expert runs.
+    """
+    cal = profile.calibration
+    denoisers = profile_denoisers(profile)
+    label_of = {(lb.rpartition(".")[0] or denoisers[0], lb.rpartition(".")[2]): lb for lb in profile.branches}
+    flags: dict[str, list[bool]] = {}
+    passes = total = 0
+    for name, plan in plans_by_denoiser(profile, settings, policy, denoisers).items():
+        sim, (start, stop) = plan.schedule(steps)
+        flags.update({label_of[name, label]: f for label, f in sim.items()})
+        inside = [f[start:stop] for f in sim.values()]
+        if cal.guidance_mode == "sequential":
+            passes += sum(sum(f) for f in inside)
+            total += (stop - start) * len(inside)
+        else:
+            passes += sum(any(step) for step in zip(*inside))
+            total += stop - start
+    policy = effective_policy(cal.guidance_mode, policy)
+    return {"flags": flags, "passes": passes, "total": total, "speedup": total / passes if passes else float("inf"),
+            "policy": policy}
+
+
+def equal_pass_steps(passes: float, per_step: int) -> int:
+    """Uncached steps that cost `passes` transformer passes: round to nearest (halves up), at least 1."""
+    return max(1, int(passes / per_step + 0.5))

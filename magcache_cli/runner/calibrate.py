@@ -1,0 +1,162 @@
+"""One calibration: full inference with recording hooks over prompts × seeds, returned as a Profile."""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import torch
+
+from magcache_cli.version import __version__
+from magcache_cli.core.branches import finalize_labels
+from magcache_cli.errors import MagCacheError
+from magcache_cli.core.recording import RecordingHooks, branch_curves
+from magcache_cli.profile.schema import Profile, config_fingerprint, profile_from_dict
+from magcache_cli.core.stacks import StackSpec, find_denoisers
+
+# Scheduler config keys that shape the timesteps (kept in the profile's provenance).
+TIMESTEP_KEYS = (
+    "num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift", "base_image_seq_len",
+    "max_image_seq_len", "time_shift_type", "invert_sigmas", "shift_terminal", "use_karras_sigmas",
+    "use_exponential_sigmas", "use_beta_sigmas", "beta_schedule", "beta_start", "beta_end", "prediction_type",
+    "timestep_spacing", "steps_offset", "flow_shift", "final_sigmas_type", "solver_order", "stochastic_sampling",
+)
+DEFAULTS = {"threshold": 0.06, "max_skip_steps": 3, "retention_ratio": 0.2}
+CALL_KEYS = ("num_inference_steps", "guidance_scale", "negative_prompt", "height", "width", "num_frames")
+
+
+@dataclass
+class CalibrationResult:
+    profile: Profile
+    stack: StackSpec
+    wall_s: float
+    runs: int
+    denoiser_calls: int
+    outputs: list[Any] = field(default_factory=list)
+
+
+def scheduler_info(scheduler) -> dict[str, Any]:
+    config = dict(getattr(scheduler, "config", {}) or {})
+    return {"class": type(scheduler).__name__,
+            "config": {k: _plain(config[k]) for k in TIMESTEP_KEYS if k in config and config[k] is not None}}
+
+
+def _plain(v):
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, float):
+        return round(v, 6)
+    return v
+
+
+def versions() -> dict[str, str]:
+    import diffusers
+
+    return {"magcache": __version__, "diffusers": diffusers.__version__, "torch": torch.__version__.split("+")[0]}
+
+
+def generator_for(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def calibrate(
+    pipe,
+    prompts: list[str],
+    seeds: list[int],
+    call_kwargs: dict[str, Any],
+    *,
+    model_id: str,
+    revision: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    defaults: dict[str, Any] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    on_run: Callable[[int, str, int], None] | None = None,
+    keep_outputs: bool = False,
+) -> CalibrationResult:
+    """Run the pipeline on every prompt × seed with recording hooks (no skipping) and build a Profile.
+
+    Each call gets one prompt, so a denoiser batch of twice the images per prompt means batched guidance,
+    `cat([negative, positive])`.
+    """
+    if not prompts:
+        raise MagCacheError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
+    if not seeds:
+        raise MagCacheError("no seed given", hint="pass --seed (repeatable)")
+    denoisers = find_denoisers(pipe)
+    name, denoiser = denoisers[0]
+    per_prompt = call_kwargs.get("num_images_per_prompt") or call_kwargs.get("num_videos_per_prompt") or 1
+    # one set of hooks per denoiser; a second expert's branches are labelled "<name>.<branch>"
+    all_hooks = [RecordingHooks(pipe, n, expected_batch=int(per_prompt),
+                               prefix="" if k == 0 else f"{n}.") for k, (n, _) in enumerate(denoisers)]
+    all_hooks[0].on_step = on_step
+    outputs, wall = [], 0.0
+    with ExitStack() as stack:
+        for h in all_hooks:
+            stack.enter_context(h)
+        for i, (prompt, seed) in enumerate((p, s) for p in prompts for s in seeds):
+            if on_run:
+                on_run(i, prompt, seed)
+            for h in all_hooks:
+                h.begin_call(call_kwargs.get("num_inference_steps"))
+            t0 = time.perf_counter()
+            out = pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs)
+            wall += time.perf_counter() - t0
+            if keep_outputs:
+                outputs.append(out)
+    used = [h for h in all_hooks if any(r.calls for r in h.reports)]
+    if not used:
+        raise MagCacheError(f"{type(pipe).__name__} never called its transformer",
+                            hint="check the call arguments (e.g. --steps) and that the pipeline denoises")
+    branches, stack_paths, guidance_mode = {}, [], "none"
+    for k, h in enumerate(used):
+        curves = branch_curves(h.records, h.reports)
+        local = [label[len(h.prefix):] for label in curves]
+        renames, mode = finalize_labels(local, h.last_mode)
+        if k == 0:
+            guidance_mode = mode
+        order = [x for x in ("uncond", "cond") if x in local] if mode == "batched" else local
+        for label in order:
+            branches[h.prefix + renames[label]] = curves[h.prefix + label]
+        stack_paths += [h.prefix + p for p in h.spec.paths]
+    steps = len(next(iter(branches.values()))["ratios"])
+    config = dict(getattr(denoiser, "config", {}) or {})
+    data = {
+        "schema_version": 1,
+        "model": {
+            "id": model_id,
+            "revision": revision,
+            "pipeline_class": type(pipe).__name__,
+            "transformer_class": type(denoiser).__name__,
+            "config_fingerprint": config_fingerprint(config),
+            "stack": stack_paths,
+        },
+        "scheduler": scheduler_info(pipe.scheduler),
+        "calibration": {
+            "steps": steps,
+            "guidance_mode": guidance_mode,
+            "guidance_scale": call_kwargs.get("guidance_scale"),
+            "height": call_kwargs.get("height"),
+            "width": call_kwargs.get("width"),
+            "num_frames": call_kwargs.get("num_frames"),
+            "negative_prompt": call_kwargs.get("negative_prompt"),
+            "call_args": {k: v for k, v in call_kwargs.items() if k not in CALL_KEYS},
+            "prompts": list(prompts),
+            "seeds": [int(s) for s in seeds],
+            "dtype": dtype,
+            "device": device,
+            "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "versions": versions(),
+        },
+        "source": None,
+        "branches": branches,
+        "defaults": {**DEFAULTS, **(defaults or {})},
+    }
+    profile = profile_from_dict(data)
+    runs = len(prompts) * len(seeds)
+    calls = sum(r.calls for h in used for r in h.reports)
+    return CalibrationResult(profile, used[0].spec, wall, runs, calls, outputs)
+

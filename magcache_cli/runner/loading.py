@@ -1,0 +1,173 @@
+"""Load any diffusers pipeline (hub id or local dir) and build its call arguments."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from magcache_cli.errors import LoadError, UsageError
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+OFFLOAD_MODES = ("none", "model", "sequential")
+# Models that ship inside the package, addressable without network.
+BUILTIN_MODELS = {"builtin:demo": Path(__file__).resolve().parents[1] / "demo_model"}
+# Call settings the bundled demo model was trained for.
+DEMO_CALL = {"num_inference_steps": 28, "guidance_scale": 4.0, "height": 32, "width": 32}
+
+
+@dataclass
+class LoadOptions:
+    model: str
+    revision: str | None = None
+    variant: str | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    offload: str = "none"
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device not in ("cuda", "mps", "cpu"):
+        raise UsageError(f"unknown device {device!r}", hint="use auto, cuda, mps or cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but torch sees no CUDA GPU", hint="use --device auto or cpu")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "auto":
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16 if device == "mps" else torch.float32
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown dtype {dtype!r}", hint="use auto, bfloat16, float16 or float32")
+    return DTYPES[dtype]
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return device
+
+
+def quiet_libraries() -> None:
+    """Silence diffusers'/transformers' own progress bars and info logs (the CLI shows its own)."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_pipeline(opts: LoadOptions):
+    """Load through `DiffusionPipeline.from_pretrained`; returns (pipe, device, dtype)."""
+    from diffusers import DiffusionPipeline
+
+    if opts.offload not in OFFLOAD_MODES:
+        raise UsageError(f"unknown offload mode {opts.offload!r}", hint="use none, model or sequential")
+    device = resolve_device(opts.device)
+    dtype = resolve_dtype(opts.dtype, device)
+    if opts.model.startswith("builtin:") and opts.model not in BUILTIN_MODELS:
+        raise LoadError(f"unknown built-in model {opts.model}", hint=f"use one of {', '.join(BUILTIN_MODELS)}")
+    local = BUILTIN_MODELS.get(opts.model) or Path(opts.model).expanduser()
+    looks_local = opts.model in BUILTIN_MODELS or opts.model.startswith((".", "/", "~")) or local.exists()
+    if looks_local and not (local / "model_index.json").is_file():
+        raise LoadError(f"{opts.model} is not a diffusers pipeline folder (no model_index.json)",
+                        hint="pass a folder written by save_pretrained, or a Hugging Face hub id")
+    try:
+        pipe = DiffusionPipeline.from_pretrained(
+            str(local) if looks_local else opts.model,
+            revision=opts.revision,
+            variant=opts.variant,
+            dtype=dtype,
+            use_safetensors=None if opts.allow_pickle else True,
+            trust_remote_code=opts.trust_remote_code,
+        )
+    except Exception as e:  # diffusers/hub raise many types; all mean "could not load"
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        hint = "check the model id / path and your network or HF_TOKEN"
+        if "safetensors" in text.lower():
+            hint = "this model has no safetensors weights; pass --allow-pickle only if you trust it"
+        elif os.environ.get("HF_HUB_OFFLINE") == "1":
+            hint = "HF_HUB_OFFLINE=1 is set: download the model first or unset it"
+        elif "remote code" in text.lower() or "trust_remote_code" in text:
+            hint = "this pipeline needs custom code; pass --trust-remote-code only if you trust it"
+        raise LoadError(f"could not load {opts.model}: {text}", hint=hint) from e
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)
+    if opts.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif opts.offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    return pipe, device, dtype
+
+
+def call_parameters(pipe) -> set[str]:
+    return set(inspect.signature(pipe.__call__).parameters)
+
+
+def build_call_kwargs(pipe, *, steps: int | None = None, guidance_scale: float | None = None,
+                      negative_prompt: str | None = None, height: int | None = None, width: int | None = None,
+                      num_frames: int | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pipeline call arguments, checked against the pipeline's `__call__` signature."""
+    given = {
+        "num_inference_steps": steps,
+        "guidance_scale": guidance_scale,
+        "negative_prompt": negative_prompt,
+        "height": height,
+        "width": width,
+        "num_frames": num_frames,
+        **(extra or {}),
+    }
+    kwargs = {k: v for k, v in given.items() if v is not None}
+    accepted = call_parameters(pipe)
+    unknown = sorted(k for k in kwargs if k not in accepted)
+    if unknown:
+        raise UsageError(
+            f"{type(pipe).__name__} does not take {', '.join(unknown)}",
+            hint=f"it takes: {', '.join(sorted(a for a in accepted if a not in ('self', 'kwargs')))}",
+        )
+    return kwargs
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """`--set KEY=VALUE` pairs; VALUE is parsed as YAML (`4` -> 4, `true` -> True, `[1, 2]` -> list)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r} is not KEY=VALUE", hint="e.g. --set true_cfg_scale=4")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise UsageError(f"--set {key}: value {value!r} is not valid YAML ({e.problem})") from e
+    return out
+
+
+def read_prompts(prompts: list[str] | None, prompts_file: Path | None) -> list[str]:
+    out = list(prompts or [])
+    if prompts_file is not None:
+        try:
+            text = Path(prompts_file).read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot read --prompts-file {prompts_file}: {e.strerror}") from e
+        out += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return out

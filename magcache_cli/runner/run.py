@@ -1,0 +1,136 @@
+"""One cached run: the pipeline over prompts × seeds with skipping driven by a profile."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from magcache_cli.core import rule as ratios
+from magcache_cli.core.report import CallReport
+from magcache_cli.core.rule import effective_policy
+from magcache_cli.core.stacks import StackSpec, find_denoisers
+from magcache_cli.profile.plan import settings_from
+from magcache_cli.profile.schema import Profile
+from magcache_cli.runner.calibrate import generator_for
+
+
+@dataclass
+class RunResult:
+    steps: int
+    schedule: dict[str, dict[str, list[int]]]  # label -> {"computed": [...], "skipped": [...]}
+    transformer_calls: int  # denoiser passes that ran the block stack, summed over runs
+    total_calls: int  # all denoiser passes, summed over runs
+    wall_s: float  # pipeline calls alone
+    outputs: list[Any] = field(default_factory=list)
+    prompts_seeds: list[tuple[str, int]] = field(default_factory=list)
+    reports: list[CallReport] = field(default_factory=list)
+    stack: StackSpec | None = None
+    warnings: list[str] = field(default_factory=list)
+    settings: ratios.SkipSettings | None = None
+    policy: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "branches": self.schedule,
+            "transformer_calls": self.transformer_calls,
+            "total_calls": self.total_calls,
+            "wall_s": round(self.wall_s, 4),
+            "settings": None if self.settings is None else {
+                "threshold": self.settings.threshold,
+                "max_skip_steps": self.settings.max_skip_steps,
+                "retention_ratio": self.settings.retention_ratio,
+                "branch_policy": self.policy,
+            },
+            "stack": self.stack.paths if self.stack else None,
+            "warnings": self.warnings,
+        }
+
+
+def _schedule_of(report: CallReport) -> dict[str, dict[str, list[int]]]:
+    labels = list(dict.fromkeys([*report.computed, *report.skipped]))
+    return {lb: {"computed": sorted(report.computed.get(lb, [])), "skipped": sorted(report.skipped.get(lb, []))}
+            for lb in labels}
+
+
+class _CallCounter:
+    """Counts denoiser calls for uncached runs (changes nothing)."""
+
+    def __init__(self, module):
+        self.calls = 0
+        self._handle = module.register_forward_pre_hook(self._count)
+
+    def _count(self, *_):
+        self.calls += 1
+
+    def remove(self):
+        self._handle.remove()
+
+
+def run(
+    pipe,
+    prompts: list[str],
+    seeds: list[int],
+    call_kwargs: dict[str, Any],
+    *,
+    profile: Profile | None,
+    settings: ratios.SkipSettings | None = None,
+    policy: str = "joint",
+    no_cache: bool = False,
+    force: bool = False,
+    on_step: Callable[[int], None] | None = None,
+    on_run: Callable[[int, str, int], None] | None = None,
+) -> RunResult:
+    """Generate every prompt × seed, skipping per the profile (or not at all with `no_cache`).
+
+    The hooks are removed afterwards, also when the pipeline raises. A profile measured on another
+    transformer is refused unless `force`.
+    """
+    pairs = [(p, s) for p in prompts for s in seeds]
+    outputs, wall = [], 0.0
+    steps = int(call_kwargs.get("num_inference_steps") or (profile.calibration.steps if profile else 0))
+    name, denoiser = find_denoisers(pipe)[0]
+    if no_cache or profile is None:
+        counter = _CallCounter(denoiser)
+        try:
+            for i, (prompt, seed) in enumerate(pairs):
+                if on_run:
+                    on_run(i, prompt, seed)
+                t0 = time.perf_counter()
+                outputs.append(pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs))
+                wall += time.perf_counter() - t0
+        finally:
+            counter.remove()
+        return RunResult(steps, {}, counter.calls, counter.calls, wall, outputs, pairs)
+    from magcache_cli.runner.cache import MagCache, call_warnings
+
+    settings = settings or settings_from(profile)
+    cache = MagCache(pipe, profile, settings, policy, force)
+    cache.hooks.on_step = on_step
+    with cache:
+        for i, (prompt, seed) in enumerate(pairs):
+            if on_run:
+                on_run(i, prompt, seed)
+            for h in cache.all_hooks:
+                h.begin_call(call_kwargs.get("num_inference_steps"))
+            t0 = time.perf_counter()
+            outputs.append(pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs))
+            wall += time.perf_counter() - t0
+    reports = cache.reports
+    schedule = _schedule_of(reports[0]) if reports else {}
+    return RunResult(
+        steps=reports[0].steps if reports else steps,
+        schedule=schedule,
+        transformer_calls=sum(r.computed_calls for r in reports),
+        total_calls=sum(r.calls for r in reports),
+        wall_s=wall,
+        outputs=outputs,
+        prompts_seeds=pairs,
+        reports=reports,
+        stack=cache.hooks.spec,
+        warnings=[*cache.warnings, *call_warnings(profile, call_kwargs),
+                  *dict.fromkeys(w for h in cache.all_hooks for w in h.warnings)],
+        settings=settings,
+        policy=effective_policy(profile.calibration.guidance_mode, policy),
+    )
