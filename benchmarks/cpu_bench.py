@@ -137,8 +137,8 @@ def fixed_profile(pipe, args):
     """A profile of this pipeline whose curve is diffusers' FLUX.1-dev curve (fixed, not measured here)."""
     from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
 
-    from magcache_cli.runner.calibrate import calibrate
     from magcache_cli.profile.schema import BranchCurves
+    from magcache_cli.runner.calibrate import calibrate
 
     short = {**call_kwargs(args), "num_inference_steps": 2}
     profile = calibrate(pipe, [PROMPT], [0], short, model_id="cpu-bench").profile

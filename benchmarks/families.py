@@ -4,16 +4,22 @@
 
 Prints one line per family (tiny random-weight pipelines from magcache_cli.tiny, 8 steps, one CPU thread).
 """
-import os, sys, tempfile, time
+import os
+import sys
+import tempfile
+import time
+
 import numpy as np
 import torch
+
 os.environ["HF_HUB_OFFLINE"]="1"
 torch.set_num_threads(1)
-from magcache_cli.testing.tiny import build_tiny_pipeline, FAMILIES
-from magcache_cli.runner.loading import load_pipeline, LoadOptions, quiet_libraries
-from magcache_cli.runner.calibrate import calibrate
-from magcache_cli.runner.run import run
 from magcache_cli.core.rule import SkipSettings
+from magcache_cli.runner.calibrate import calibrate
+from magcache_cli.runner.loading import LoadOptions, load_pipeline, quiet_libraries
+from magcache_cli.runner.run import run
+from magcache_cli.testing.tiny import FAMILIES, build_tiny_pipeline
+
 quiet_libraries()
 fams = sys.argv[1:] or [k for k in FAMILIES if k != "sdxl"]
 for fam in fams:

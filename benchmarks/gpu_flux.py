@@ -170,8 +170,8 @@ class Row:
 def magcache_profile(pipe, steps: int):
     from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
 
-    from magcache_cli.runner.calibrate import calibrate
     from magcache_cli.profile.schema import BranchCurves
+    from magcache_cli.runner.calibrate import calibrate
 
     profile = calibrate(pipe, ["random embeddings"], [0], {"num_inference_steps": 2}, model_id="flux-dev-sized-random").profile
     curve = [float(v) for v in FLUX_MAG_RATIOS.tolist()]

@@ -44,13 +44,14 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import study_helpers  # noqa: E402
+
+from magcache_cli.profile.plan import equal_pass_steps  # noqa: E402
+from magcache_cli.profile.schema import load_profile  # noqa: E402
 from magcache_cli.quality import compare as quality  # noqa: E402
 from magcache_cli.quality import tune  # noqa: E402
-from magcache_cli.profile.plan import equal_pass_steps  # noqa: E402
-import study_helpers  # noqa: E402
 from magcache_cli.quality.metrics import measure  # noqa: E402
 from magcache_cli.runner.outputs import as_array  # noqa: E402
-from magcache_cli.profile.schema import load_profile  # noqa: E402
 from magcache_cli.runner.run import run  # noqa: E402
 
 TARGET_PSNR, TARGET_SPEEDUP, TARGET_ADHERENCE_POINTS = 35.0, 2.5, 1.0
@@ -61,8 +62,13 @@ TARGET_PSNR, TARGET_SPEEDUP, TARGET_ADHERENCE_POINTS = 35.0, 2.5, 1.0
 
 def sequential_sd3_class():
     from diffusers import StableDiffusion3Pipeline
-    from diffusers.pipelines.stable_diffusion_3.pipeline_output import StableDiffusion3PipelineOutput
-    from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift, retrieve_timesteps
+    from diffusers.pipelines.stable_diffusion_3.pipeline_output import (
+        StableDiffusion3PipelineOutput,
+    )
+    from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import (
+        calculate_shift,
+        retrieve_timesteps,
+    )
 
     class SequentialGuidanceSD3(StableDiffusion3Pipeline):
         """StableDiffusion3Pipeline with guidance as two transformer calls per step: cond, then uncond.
@@ -158,16 +164,21 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 unless the issue's quality targets hold")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from magcache_cli.runner.loading import DEMO_CALL, LoadOptions, load_pipeline, quiet_libraries
+    from magcache_cli.runner.loading import (
+        DEMO_CALL,
+        LoadOptions,
+        load_pipeline,
+        quiet_libraries,
+    )
 
     quiet_libraries()
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     label = "demo model (trained)"
     if args.tiny:
-        from magcache_cli.testing.tiny import FAMILIES, build_tiny_pipeline
-
         import tempfile
+
+        from magcache_cli.testing.tiny import FAMILIES, build_tiny_pipeline
 
         model = str(build_tiny_pipeline("sd3", Path(tempfile.mkdtemp()) / "tiny_sd3", seed=0))
         call = {k: v for k, v in FAMILIES["sd3"].call_kwargs.items()}

@@ -21,7 +21,12 @@ from magcache_cli.profile.plan import settings_from
 from magcache_cli.profile.resolve import resolve_profile
 from magcache_cli.profile.schema import Profile
 from magcache_cli.profile.schema import load_profile as _load_profile_file
-from magcache_cli.runner.cache import _ATTR, MagCache, call_warnings, check_compatibility
+from magcache_cli.runner.cache import (
+    _ATTR,
+    MagCache,
+    call_warnings,
+    check_compatibility,
+)
 
 __all__ = ["MagCache", "apply", "calibrate", "call_warnings", "check_compatibility", "load_profile", "remove",
            "save_profile"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Optional
 
 import typer
 
-from magcache_cli.version import __version__
 from magcache_cli.cli import generate, profile, quality
 from magcache_cli.cli.common import debug as _debug
+from magcache_cli.version import __version__
 
 app = typer.Typer(
     name="magcache",
@@ -32,6 +33,11 @@ def _main(
 ) -> None:
     if debug:
         _debug["on"] = True
+    # The CLI renders every warning from the results it gets; the library's logger would say them twice.
+    log = logging.getLogger("magcache")
+    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+        log.addHandler(logging.NullHandler())
+    log.propagate = False
 
 
 generate.register(app)

@@ -9,8 +9,18 @@ import typer
 
 from magcache_cli.cli import options as o
 from magcache_cli.cli import render as console
-from magcache_cli.cli.common import (DEMO_MODEL, DEMO_PROMPTS, apply_compile, boundary, call_setup, check_policy,
-                                     demo_defaults, load_pipe, progress_bar, skip_settings)
+from magcache_cli.cli.common import (
+    DEMO_MODEL,
+    DEMO_PROMPTS,
+    apply_compile,
+    boundary,
+    call_setup,
+    check_policy,
+    demo_defaults,
+    load_pipe,
+    progress_bar,
+    skip_settings,
+)
 from magcache_cli.errors import UsageError
 
 
@@ -51,9 +61,14 @@ def calibrate(
 
         magcache calibrate --model black-forest-labs/FLUX.1-dev --steps 28 -p "a cat playing chess" -s 0 -s 1 --out flux.yaml
     """
-    from magcache_cli.runner.calibrate import calibrate as run_calibration
-    from magcache_cli.runner.loading import build_call_kwargs, device_name, parse_set, read_prompts
     from magcache_cli.profile.schema import save_profile
+    from magcache_cli.runner.calibrate import calibrate as run_calibration
+    from magcache_cli.runner.loading import (
+        build_call_kwargs,
+        device_name,
+        parse_set,
+        read_prompts,
+    )
 
     console.set_json(json_)
     out = Path(out)
@@ -137,8 +152,8 @@ def run(
 
         magcache run --profile flux.yaml -p "a cat playing chess" -s 0 --threshold 0.12 --output cat.png
     """
-    from magcache_cli.runner import outputs
     from magcache_cli.api import load_profile
+    from magcache_cli.runner import outputs
     from magcache_cli.runner.run import run as run_cached
 
     console.set_json(json_)

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from magcache_cli.cli import render as console
 from magcache_cli.cli import options as o
+from magcache_cli.cli import render as console
 from magcache_cli.cli.common import boundary
 from magcache_cli.errors import ProfileError, UsageError
 
@@ -50,8 +50,8 @@ def profile_show(ref: Ref, json_: o.Json = False) -> None:
 
         magcache profile show flux1-dev
     """
-    from magcache_cli.profile.schema import profile_to_dict
     from magcache_cli.profile.resolve import load_by_ref
+    from magcache_cli.profile.schema import profile_to_dict
 
     console.set_json(json_)
     prof, path = load_by_ref(ref)
@@ -172,8 +172,12 @@ def profile_import(
 
         magcache profile import --ratios-file wan.txt --interleaved --steps 50 --model Wan-AI/Wan2.1-T2V-1.3B-Diffusers --pipeline-class WanPipeline --transformer-class WanTransformer3DModel --threshold 0.12 --max-skip-steps 4 --out wan.yaml
     """
+    from magcache_cli.profile.convert import (
+        import_ratios,
+        parse_ratios,
+        read_ratios_file,
+    )
     from magcache_cli.profile.schema import dump_profile, save_profile
-    from magcache_cli.profile.convert import import_ratios, parse_ratios, read_ratios_file
 
     console.set_json(json_)
     if (ratios is None) == (ratios_file is None):
@@ -219,7 +223,11 @@ def profile_export(
 
         magcache profile export flux1-dev --format diffusers > magcache_flux.py
     """
-    from magcache_cli.profile.convert import EXPORT_FORMATS, export_diffusers, export_json
+    from magcache_cli.profile.convert import (
+        EXPORT_FORMATS,
+        export_diffusers,
+        export_json,
+    )
     from magcache_cli.profile.resolve import load_by_ref
 
     if format_ not in EXPORT_FORMATS:

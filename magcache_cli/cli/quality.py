@@ -7,9 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from magcache_cli.cli import render as console
 from magcache_cli.cli import options as o
-from magcache_cli.cli.common import boundary, call_setup, check_policy, load_pipe, skip_settings
+from magcache_cli.cli import render as console
+from magcache_cli.cli.common import (
+    boundary,
+    call_setup,
+    check_policy,
+    load_pipe,
+    skip_settings,
+)
 from magcache_cli.errors import UsageError
 
 BranchPolicy = Annotated[str, typer.Option(help="joint: skip a step only when every branch may skip (default). independent: each sequential branch decides alone.", rich_help_panel=o.SKIP)]
@@ -39,8 +45,8 @@ def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, js
     """`magcache run --compare`: uncached, cached and fewer-steps runs; metrics, verdict, side-by-side PNGs."""
     import numpy as np
 
-    from magcache_cli.runner import outputs
     from magcache_cli.quality.compare import compare
+    from magcache_cli.runner import outputs
 
     n = len(prompts) * len(seeds)
     with console.progress(3 * n, "Comparing") as bar:
@@ -135,8 +141,15 @@ def tune(
     """
     from magcache_cli.errors import MagCacheError
     from magcache_cli.profile.schema import load_profile, save_profile
-    from magcache_cli.quality.tune import DEFAULT_MAX_SKIPS, DEFAULT_RETENTIONS, DEFAULT_THRESHOLDS, Grid, Target
-    from magcache_cli.quality.tune import tune as run_tune, with_tuned_defaults
+    from magcache_cli.quality.tune import (
+        DEFAULT_MAX_SKIPS,
+        DEFAULT_RETENTIONS,
+        DEFAULT_THRESHOLDS,
+        Grid,
+        Target,
+        with_tuned_defaults,
+    )
+    from magcache_cli.quality.tune import tune as run_tune
 
     console.set_json(json_)
     policy = check_policy(branch_policy)
@@ -248,7 +261,7 @@ def schedule(
         pred = predict(prof, n, base, policy)
         console.render_schedule(prof, n, base, pred)
         if json_:
-            console.emit_json({"steps": n, "settings": {**dataclasses.asdict(base), "branch_policy": pred["policy"]},
+            console.emit_json({"steps": n, "settings": {**dataclasses.asdict(base), "branch_policy": pred.policy},
                                **_pred_json(pred)})
         return
     rows = []
@@ -258,15 +271,15 @@ def schedule(
     console.render_schedule_sweep(prof, n, rows)
     if json_:
         console.emit_json({"steps": n, "max_skip_steps": base.max_skip_steps, "retention_ratio": base.retention_ratio,
-                           "branch_policy": rows[0][1]["policy"],
+                           "branch_policy": rows[0][1].policy,
                            "sweep": [{"threshold": s.threshold, **_pred_json(p)} for s, p in rows]})
 
 
 def _pred_json(pred: dict) -> dict:
     from magcache_cli.core.rule import schedule_summary
 
-    return {"passes": pred["passes"], "total_passes": pred["total"], "speedup": round(pred["speedup"], 4),
-            "branches": {lb: {k: v for k, v in s.items()} for lb, s in schedule_summary(pred["flags"]).items()}}
+    return {"passes": pred.passes, "total_passes": pred.total, "speedup": round(pred.speedup, 4),
+            "branches": {lb: {k: v for k, v in s.items()} for lb, s in schedule_summary(pred.flags).items()}}
 
 
 def register(app: typer.Typer) -> None:

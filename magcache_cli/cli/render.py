@@ -10,7 +10,14 @@ from typing import Any, Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from magcache_cli.core.charts import sparkline, timeline
@@ -297,25 +304,25 @@ def render_schedule(profile, steps: int, settings, pred: dict) -> None:
     c = console()
     cal = profile.calibration
     c.print(f"[bold]Settings[/]: threshold {settings.threshold:g}, max skips {settings.max_skip_steps}, "
-            f"retention {settings.retention_ratio:g}, branch policy {pred['policy']}; guidance {cal.guidance_mode}, "
+            f"retention {settings.retention_ratio:g}, branch policy {pred.policy}; guidance {cal.guidance_mode}, "
             f"curves measured at {cal.steps} steps" + (f", resampled to {steps}" if steps != cal.steps else ""))
-    c.print(_schedule_table(f"Predicted schedule, {steps} steps", steps, pred["flags"]))
-    c.print(f"[bold]Predicted passes[/]: {pred['passes']} of {pred['total']} per run "
-            f"({pred['speedup']:.2f}× fewer transformer passes)")
+    c.print(_schedule_table(f"Predicted schedule, {steps} steps", steps, pred.flags))
+    c.print(f"[bold]Predicted passes[/]: {pred.passes} of {pred.total} per run "
+            f"({pred.speedup:.2f}× fewer transformer passes)")
 
 
 def render_schedule_sweep(profile, steps: int, rows: list[tuple[Any, dict]]) -> None:
     c = console()
     first = rows[0][0]
     c.print(f"[bold]Thresholds at {steps} steps[/] (max skips {first.max_skip_steps}, retention {first.retention_ratio:g}, "
-            f"policy {rows[0][1]['policy']}): █ computed ░ skipped")
+            f"policy {rows[0][1].policy}): █ computed ░ skipped")
     t = Table()
     for col in ("threshold", "passes", "× fewer", "timeline"):
         t.add_column(col, justify="left" if col == "timeline" else "right")
     for s, pred in rows:
-        lines = {timeline(f) for f in pred["flags"].values()}
-        tl = "\n".join(f"{lb}: {timeline(f)}" for lb, f in pred["flags"].items()) if len(lines) > 1 else lines.pop()
-        t.add_row(f"{s.threshold:g}", f"{pred['passes']}/{pred['total']}", f"{pred['speedup']:.2f}", tl)
+        lines = {timeline(f) for f in pred.flags.values()}
+        tl = "\n".join(f"{lb}: {timeline(f)}" for lb, f in pred.flags.items()) if len(lines) > 1 else lines.pop()
+        t.add_row(f"{s.threshold:g}", f"{pred.passes}/{pred.total}", f"{pred.speedup:.2f}", tl)
     c.print(t)
 
 

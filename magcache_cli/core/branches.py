@@ -90,3 +90,15 @@ def finalize_labels(seen: list[str], mode: str) -> tuple[dict[str, str], str]:
     if all(s.startswith("call") for s in seen) and len(seen) == 2:
         return {"call0": "cond", "call1": "uncond"}, "sequential"
     return {s: s for s in seen}, "sequential"
+
+
+def denoiser_prefix(index: int, name: str) -> str:
+    """The label prefix of a pipeline's `index`-th denoiser: none for the first (`cond`), its attribute name for
+    the others (`transformer_2.cond`), so one profile holds every expert's branches."""
+    return "" if index == 0 else f"{name}."
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """`"transformer_2.cond"` -> `("transformer_2", "cond")`; a first-denoiser label `"cond"` -> `("", "cond")`."""
+    owner, _, local = label.rpartition(".")
+    return owner, local

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-
-
 import math
 from collections.abc import Mapping, Sequence
 
 from magcache_cli.core.rule import resample
-
 
 _SPARK_LEVELS = "▁▂▃▄▅▆▇█"
 

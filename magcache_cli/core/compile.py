@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from magcache_cli.errors import MagCacheError, UsageError
 from magcache_cli.core.stacks import find_denoisers, unwrap_compiled
+from magcache_cli.errors import MagCacheError, UsageError
 
 MODES = ("repeated", "full")
 

@@ -25,7 +25,13 @@ from torch import nn
 from magcache_cli.core.branches import Assignment
 from magcache_cli.core.proxies import Probe, Replay, Tap, residual_of
 from magcache_cli.core.report import CallReport
-from magcache_cli.core.stacks import Observation, StackSpec, analyse, set_submodule, unwrap_compiled
+from magcache_cli.core.stacks import (
+    Observation,
+    StackSpec,
+    analyse,
+    set_submodule,
+    unwrap_compiled,
+)
 
 _MISSING = object()
 

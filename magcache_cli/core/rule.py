@@ -6,8 +6,6 @@ loading a pipeline, and the skip rule is tested with numbers that can be checked
 
 from __future__ import annotations
 
-
-
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +13,6 @@ from dataclasses import dataclass
 import torch
 
 from magcache_cli.types import BranchPolicy, GuidanceMode
-
 
 
 def retention_steps(retention_ratio: float, steps: int) -> int:

@@ -8,6 +8,7 @@ import torch
 from magcache_cli.core.branches import Assignment, assign_profiled
 from magcache_cli.core.hooks import StackHooks
 from magcache_cli.core.rule import RunPlan
+from magcache_cli.log import warn
 
 
 class SkippingHooks(StackHooks):
@@ -31,8 +32,7 @@ class SkippingHooks(StackHooks):
         steps = self._steps or plan.steps
         if plan.steps and steps != plan.steps:
             msg = f"calibration.steps: profile measured at {plan.steps} steps, running {steps} (curves resampled)"
-            if msg not in self.warnings:
-                self.warnings.append(msg)
+            warn(msg, self.warnings)
         self._schedule, _ = plan.schedule(steps)
 
     def _assign(self, batch: int) -> Assignment:

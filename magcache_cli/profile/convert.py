@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from magcache_cli.errors import ProfileError, UsageError
-from magcache_cli.profile.schema import Defaults, Profile, profile_from_dict
 from magcache_cli.profile.diff import curve_difference
-
+from magcache_cli.profile.schema import Defaults, Profile, profile_from_dict
 
 PAD_MODES = ("auto", "add", "present")
 

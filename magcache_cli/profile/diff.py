@@ -7,8 +7,8 @@ from typing import Any
 
 from magcache_cli.core.charts import timeline
 from magcache_cli.core.rule import SkipSettings, resample
-from magcache_cli.profile.schema import Profile, profile_to_dict
 from magcache_cli.profile.plan import predict
+from magcache_cli.profile.schema import Profile, profile_to_dict
 
 
 def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
@@ -36,9 +36,9 @@ def _schedule(p: Profile, steps: int, settings: SkipSettings, policy: str) -> di
     # The same prediction `run` and `schedule` make (batched guidance is always joint; a second expert's
     # branches are simulated inside the steps it runs).
     pred = predict(p, steps, settings, policy)
-    return {"passes": pred["passes"], "total_passes": pred["total"], "branches": {
+    return {"passes": pred.passes, "total_passes": pred.total, "branches": {
         label: {"timeline": timeline(f), "num_computed": sum(f), "num_skipped": len(f) - sum(f),
-                "skipped": [i for i, x in enumerate(f) if not x]} for label, f in pred["flags"].items()}}
+                "skipped": [i for i, x in enumerate(f) if not x]} for label, f in pred.flags.items()}}
 
 
 def diff_profiles(a: Profile, b: Profile, policy: str = "joint") -> dict[str, Any]:

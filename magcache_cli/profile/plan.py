@@ -3,21 +3,21 @@ and what a run would skip (`predict`) without loading a model."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections import Counter
+from dataclasses import dataclass
 
 from magcache_cli.core import rule as ratios
+from magcache_cli.core.branches import split_label
 from magcache_cli.core.rule import RunPlan, effective_policy
-from magcache_cli.types import BranchPolicy
 from magcache_cli.errors import BranchError
 from magcache_cli.profile.schema import Profile
+from magcache_cli.types import BranchPolicy
 
 
 def profile_denoisers(profile: Profile) -> list[str]:
     """The denoisers a profile has curves for: `transformer`, then any expert named in labels like
     `transformer_2.cond`."""
-    owners = [label.rpartition(".")[0] for label in profile.branches if "." in label]
+    owners = [split_label(label)[0] for label in profile.branches if split_label(label)[0]]
     return list(dict.fromkeys(["transformer", *owners]))
 
 
@@ -28,7 +28,7 @@ def plans_by_denoiser(profile: Profile, settings: ratios.SkipSettings, policy: s
     policy = BranchPolicy.parse(policy, "branch_policy")
     groups: dict[str, dict] = {}
     for label, b in profile.branches.items():
-        owner, _, local = label.rpartition(".")
+        owner, local = split_label(label)
         name = owner or denoisers[0]  # `cond` and `transformer.cond` both belong to the first denoiser
         if name not in denoisers:
             raise BranchError(f"profile branch {label} is for a denoiser `{owner}` this pipeline does not have",
@@ -54,10 +54,25 @@ def passes_per_step(profile: Profile) -> int:
     """Transformer passes one uncached step costs: one per branch for sequential guidance, else 1."""
     if profile.calibration.guidance_mode != "sequential":
         return 1
-    return max(Counter(label.rpartition(".")[0] for label in profile.branches).values())
+    return max(Counter(split_label(label)[0] for label in profile.branches).values())
 
 
-def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy: str = "joint") -> dict[str, Any]:
+@dataclass(frozen=True)
+class Prediction:
+    """What a run at `steps` steps would do, per run: per-branch computed (True) / skipped flags, transformer
+    passes computed out of `total`, and the passes speedup."""
+
+    flags: dict[str, list[bool]]
+    passes: int
+    total: int
+    policy: BranchPolicy
+
+    @property
+    def speedup(self) -> float:
+        return self.total / self.passes if self.passes else float("inf")
+
+
+def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy: str = "joint") -> Prediction:
     """What a run would skip, without a model: per-branch flags, passes (per run) and the passes speedup.
 
     The schedule is the one the run hooks follow (`RunPlan.schedule`): batched guidance is always joint,
@@ -65,7 +80,7 @@ def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy:
     """
     cal = profile.calibration
     denoisers = profile_denoisers(profile)
-    label_of = {(lb.rpartition(".")[0] or denoisers[0], lb.rpartition(".")[2]): lb for lb in profile.branches}
+    label_of = {(split_label(lb)[0] or denoisers[0], split_label(lb)[1]): lb for lb in profile.branches}
     flags: dict[str, list[bool]] = {}
     passes = total = 0
     for name, plan in plans_by_denoiser(profile, settings, policy, denoisers).items():
@@ -78,9 +93,7 @@ def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy:
         else:
             passes += sum(any(step) for step in zip(*inside))
             total += stop - start
-    policy = effective_policy(cal.guidance_mode, policy)
-    return {"flags": flags, "passes": passes, "total": total, "speedup": total / passes if passes else float("inf"),
-            "policy": policy}
+    return Prediction(flags, passes, total, effective_policy(cal.guidance_mode, policy))
 
 
 def equal_pass_steps(passes: float, per_step: int) -> int:

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-
 from magcache_cli.errors import ProfileError
 from magcache_cli.profile.schema import Profile, load_profile
 

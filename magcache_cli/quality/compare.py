@@ -23,12 +23,11 @@ from typing import Any, Callable
 import numpy as np
 
 from magcache_cli.core import rule as ratios
-from magcache_cli.quality.metrics import Quality, lpips_scorer, measure
-from magcache_cli.runner.outputs import as_array
 from magcache_cli.profile.plan import equal_pass_steps
 from magcache_cli.profile.schema import Profile
+from magcache_cli.quality.metrics import Quality, lpips_scorer, measure
+from magcache_cli.runner.outputs import as_array
 from magcache_cli.runner.run import RunResult, run
-
 
 OnRun = Callable[[str], None] | None
 

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
-
-import itertools
 
 from magcache_cli.core import rule as ratios
 from magcache_cli.core.rule import effective_policy
-from magcache_cli.version import __version__
-from datetime import datetime, timezone
-from magcache_cli.quality.metrics import lpips_scorer, measure
-from magcache_cli.quality.compare import closer
 from magcache_cli.errors import MagCacheError
 from magcache_cli.profile.plan import equal_pass_steps, predict
 from magcache_cli.profile.schema import Profile
-from magcache_cli.quality.compare import Measured, Reference, cached, fewer_steps, reference, wall_suspect, OnRun
-from magcache_cli.quality.metrics import Quality
-
+from magcache_cli.quality.compare import (
+    Measured,
+    OnRun,
+    Reference,
+    cached,
+    closer,
+    fewer_steps,
+    reference,
+    wall_suspect,
+)
+from magcache_cli.quality.metrics import Quality, lpips_scorer, measure
+from magcache_cli.version import __version__
 
 DEFAULT_THRESHOLDS = (0.02, 0.04, 0.06, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48)
 
@@ -55,7 +60,7 @@ class Point:
 
 
 def _schedule_key(prediction: dict[str, Any]) -> tuple:
-    return tuple((label, tuple(f)) for label, f in sorted(prediction["flags"].items()))
+    return tuple((label, tuple(f)) for label, f in sorted(prediction.flags.items()))
 
 
 def sweep(pipe, profile: Profile, ref: Reference, prompts, seeds, call_kwargs, settings_list: Sequence[ratios.SkipSettings],
@@ -68,9 +73,9 @@ def sweep(pipe, profile: Profile, ref: Reference, prompts, seeds, call_kwargs, s
         pred = predict(profile, steps, s, policy)
         key = _schedule_key(pred)
         if key not in by_key:
-            if pred["passes"] == pred["total"]:  # nothing skipped: exactly the reference
+            if pred.passes == pred.total:  # nothing skipped: exactly the reference
                 q = measure(ref.arrays, ref.arrays, ref.lpips)
-                sched = {lb: {"computed": list(range(steps)), "skipped": []} for lb in pred["flags"]}
+                sched = {lb: {"computed": list(range(steps)), "skipped": []} for lb in pred.flags}
                 by_key[key] = Measured(steps, ref.passes, ref.wall_s, q, sched)
             else:
                 by_key[key], _ = cached(pipe, profile, ref, prompts, seeds, call_kwargs, s, policy, on_run)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from magcache_cli.core import rule as ratios
-from magcache_cli.core.skipping import SkippingHooks
+from magcache_cli.core.branches import denoiser_prefix
 from magcache_cli.core.report import CallReport, merge_reports
+from magcache_cli.core.skipping import SkippingHooks
 from magcache_cli.core.stacks import find_denoisers
 from magcache_cli.errors import CompatibilityError
+from magcache_cli.log import warn
 from magcache_cli.profile.plan import plans_by_denoiser
 from magcache_cli.profile.schema import Profile, config_fingerprint
-
 
 _ATTR = "_magcache_cache"
 
@@ -60,10 +61,12 @@ class MagCache:
 
     def __init__(self, pipe, profile: Profile, settings: ratios.SkipSettings, policy: str, force: bool):
         self.pipe, self.profile, self.settings, self.policy = pipe, profile, settings, policy
-        self.warnings = check_compatibility(pipe, profile, force)
+        self.warnings: list[str] = []
+        for w in check_compatibility(pipe, profile, force):
+            warn(w, self.warnings)
         denoisers = find_denoisers(pipe)
         plans = plans_by_denoiser(profile, settings, policy, [n for n, _ in denoisers])
-        self._all = [SkippingHooks(pipe, n, plans[n], prefix="" if k == 0 else f"{n}.")
+        self._all = [SkippingHooks(pipe, n, plans[n], prefix=denoiser_prefix(k, n))
                      for k, (n, _) in enumerate(denoisers) if n in plans]
 
     @property

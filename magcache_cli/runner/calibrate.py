@@ -10,12 +10,12 @@ from typing import Any, Callable
 
 import torch
 
-from magcache_cli.version import __version__
-from magcache_cli.core.branches import finalize_labels
-from magcache_cli.errors import MagCacheError
+from magcache_cli.core.branches import denoiser_prefix, finalize_labels
 from magcache_cli.core.recording import RecordingHooks, branch_curves
-from magcache_cli.profile.schema import Profile, config_fingerprint, profile_from_dict
 from magcache_cli.core.stacks import StackSpec, find_denoisers
+from magcache_cli.errors import MagCacheError
+from magcache_cli.profile.schema import Profile, config_fingerprint, profile_from_dict
+from magcache_cli.version import __version__
 
 # Scheduler config keys that shape the timesteps (kept in the profile's provenance).
 TIMESTEP_KEYS = (
@@ -91,7 +91,7 @@ def calibrate(
     per_prompt = call_kwargs.get("num_images_per_prompt") or call_kwargs.get("num_videos_per_prompt") or 1
     # one set of hooks per denoiser; a second expert's branches are labelled "<name>.<branch>"
     all_hooks = [RecordingHooks(pipe, n, expected_batch=int(per_prompt),
-                               prefix="" if k == 0 else f"{n}.") for k, (n, _) in enumerate(denoisers)]
+                               prefix=denoiser_prefix(k, n)) for k, (n, _) in enumerate(denoisers)]
     all_hooks[0].on_step = on_step
     outputs, wall = [], 0.0
     with ExitStack() as stack:

@@ -10,8 +10,10 @@ from magcache_cli.core import rule as ratios
 from magcache_cli.core.report import CallReport
 from magcache_cli.core.rule import effective_policy
 from magcache_cli.core.stacks import StackSpec, find_denoisers
+from magcache_cli.log import warn
 from magcache_cli.profile.plan import settings_from
 from magcache_cli.profile.schema import Profile
+from magcache_cli.runner.cache import MagCache, call_warnings
 from magcache_cli.runner.calibrate import generator_for
 
 
@@ -52,6 +54,17 @@ def _schedule_of(report: CallReport) -> dict[str, dict[str, list[int]]]:
     labels = list(dict.fromkeys([*report.computed, *report.skipped]))
     return {lb: {"computed": sorted(report.computed.get(lb, [])), "skipped": sorted(report.skipped.get(lb, []))}
             for lb in labels}
+
+
+def _warnings(cache, profile: Profile, call_kwargs: dict[str, Any]) -> list[str]:
+    """Every warning of the run, once: compatibility, call settings that differ from the calibration, hooks."""
+    out: list[str] = list(cache.warnings)
+    for w in call_warnings(profile, call_kwargs):
+        warn(w, out)
+    for w in (w for h in cache.all_hooks for w in h.warnings):
+        if w not in out:
+            out.append(w)  # logged by the hooks already
+    return out
 
 
 class _CallCounter:
@@ -103,8 +116,6 @@ def run(
         finally:
             counter.remove()
         return RunResult(steps, {}, counter.calls, counter.calls, wall, outputs, pairs)
-    from magcache_cli.runner.cache import MagCache, call_warnings
-
     settings = settings or settings_from(profile)
     cache = MagCache(pipe, profile, settings, policy, force)
     cache.hooks.on_step = on_step
@@ -129,8 +140,7 @@ def run(
         prompts_seeds=pairs,
         reports=reports,
         stack=cache.hooks.spec,
-        warnings=[*cache.warnings, *call_warnings(profile, call_kwargs),
-                  *dict.fromkeys(w for h in cache.all_hooks for w in h.warnings)],
+        warnings=_warnings(cache, profile, call_kwargs),
         settings=settings,
         policy=effective_policy(profile.calibration.guidance_mode, policy),
     )

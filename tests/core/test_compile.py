@@ -17,10 +17,10 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.core.compile import compile_pipeline, graph_count
-from magcache_cli.errors import MagCacheError, UsageError
 from magcache_cli.core.rule import SkipSettings
+from magcache_cli.errors import MagCacheError, UsageError
+from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.runner.run import run
 from magcache_cli.testing.helpers import load_tiny
 from magcache_cli.testing.tiny import FAMILIES

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from magcache_cli.core.rule import SkipSettings
 from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.runner.loading import LoadOptions, load_pipeline
-from magcache_cli.core.rule import SkipSettings
 from magcache_cli.runner.run import run
 from magcache_cli.testing.helpers import media
 from magcache_cli.testing.tiny import FAMILIES

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.core.rule import SkipSettings
+from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.runner.run import run
 from magcache_cli.testing.helpers import load_tiny, media
 from magcache_cli.testing.tiny import FAMILIES

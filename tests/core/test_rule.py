@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from magcache_cli.core.charts import sparkline, timeline
 from magcache_cli.core.rule import (
     SkipSettings,
     resample,
@@ -16,7 +17,6 @@ from magcache_cli.core.rule import (
     schedule_summary,
     simulate,
 )
-from magcache_cli.core.charts import sparkline, timeline
 
 torch.set_num_threads(1)
 

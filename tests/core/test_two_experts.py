@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import magcache_cli as magcache
-from magcache_cli.runner.loading import LoadOptions, load_pipeline
 from magcache_cli.core.rule import SkipSettings
+from magcache_cli.runner.loading import LoadOptions, load_pipeline
 from magcache_cli.runner.run import run
 from magcache_cli.testing.tiny import FAMILIES
 

@@ -28,9 +28,9 @@ import pytest
 from typer.testing import CliRunner
 
 from magcache_cli.cli.app import app
-from magcache_cli.profile.schema import load_profile
-from magcache_cli.profile.plan import predict
 from magcache_cli.core.rule import SkipSettings
+from magcache_cli.profile.plan import predict
+from magcache_cli.profile.schema import load_profile
 
 PROFILE = """\
 schema_version: 1
@@ -135,8 +135,8 @@ def test_other_step_counts_resample_the_curves(seq_profile):
 def test_predict_agrees_with_the_cli(seq_profile):
     prof = load_profile(seq_profile)
     pred = predict(prof, 8, SkipSettings(0.1, 2, 0.25), "independent")
-    assert pred["passes"] == 9 and pred["total"] == 16
-    assert pred["flags"]["uncond"] == [True, True, False, False, True, False, False, True]
+    assert pred.passes == 9 and pred.total == 16
+    assert pred.flags["uncond"] == [True, True, False, False, True, False, False, True]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from magcache_cli.testing.helpers import invoke
 from magcache_cli.profile.schema import load_profile
+from magcache_cli.testing.helpers import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = sorted([*ROOT.glob("profiles/*.yaml"), *ROOT.glob("profiles/*.yml")])

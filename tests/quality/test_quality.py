@@ -10,10 +10,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from magcache_cli.quality import metrics
 from magcache_cli.cli.app import app
 from magcache_cli.errors import MagCacheError
 from magcache_cli.profile.plan import equal_pass_steps
+from magcache_cli.quality import metrics
 
 runner = CliRunner()
 STEPS = 8
@@ -231,11 +231,11 @@ def test_demo_model_tuned_defaults_meet_the_issue_targets():
     PSNR >= 35 dB vs uncached, and digit-classifier adherence within 1 point of uncached. (The benchmark
     also checks them on 100 held-out runs; see docs/quality.md.)"""
     pytest.importorskip("sklearn")
-    from magcache_cli.testing import digits
+    from magcache_cli.profile.plan import settings_from
+    from magcache_cli.profile.schema import load_profile
     from magcache_cli.quality import compare as quality
     from magcache_cli.runner.loading import LoadOptions, load_pipeline
-    from magcache_cli.profile.schema import load_profile
-    from magcache_cli.profile.plan import settings_from
+    from magcache_cli.testing import digits
 
     prof = load_profile(TUNED_DEMO)
     tuned = prof.defaults.tuned

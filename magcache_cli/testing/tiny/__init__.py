@@ -50,21 +50,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .image import (
-    _build_flux,
-    _build_sd3,
-    _build_sdxl,
     _build_chroma,
-    _build_qwenimage,
+    _build_flux,
     _build_lumina2,
     _build_pixart,
+    _build_qwenimage,
+    _build_sd3,
+    _build_sdxl,
 )
 from .image_extra import _build_auraflow, _build_cogview4, _build_hidream, _build_sana
 from .video import (
-    _build_wan,
     _build_cogvideox,
     _build_hunyuanvideo,
     _build_ltx,
     _build_mochi,
+    _build_wan,
 )
 
 __all__ = ["FAMILIES", "SKIPPED_FAMILIES", "TinyFamily", "build_tiny_pipeline"]

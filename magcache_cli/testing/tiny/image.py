@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from .parts import (
-    _clip_tokenizer,
-    _t5_tokenizer,
-    _qwen2_tokenizer,
-    _gemma_tokenizer,
     _clip_text,
-    _t5_text,
+    _clip_tokenizer,
     _denoiser,
-    _kl_vae,
     _flow_scheduler,
+    _gemma_tokenizer,
+    _kl_vae,
+    _qwen2_tokenizer,
+    _t5_text,
+    _t5_tokenizer,
 )
 
 
@@ -90,7 +90,11 @@ def _build_sd3(seed: int):
 
 def _build_sdxl(seed: int):
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
 
     tok = _clip_tokenizer()
     tok2 = _clip_tokenizer()
@@ -163,7 +167,11 @@ def _build_chroma(seed: int):
 
 def _build_qwenimage(seed: int):
     import torch
-    from diffusers import AutoencoderKLQwenImage, QwenImagePipeline, QwenImageTransformer2DModel
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -282,7 +290,11 @@ def _build_lumina2(seed: int):
 
 def _build_pixart(seed: int):
     import torch
-    from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        PixArtSigmaPipeline,
+        PixArtTransformer2DModel,
+    )
 
     tok = _t5_tokenizer(model_max_length=300)
     te = _t5_text(tok, seed, d_model=32)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from .parts import (
-    _clip_tokenizer,
-    _t5_tokenizer,
     _byte_level_fast_tokenizer,
-    _gemma_tokenizer,
     _clip_text,
-    _t5_text,
-    _umt5_text,
+    _clip_tokenizer,
     _denoiser,
-    _kl_vae,
     _flow_scheduler,
+    _gemma_tokenizer,
+    _kl_vae,
+    _t5_text,
+    _t5_tokenizer,
+    _umt5_text,
 )
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from .parts import (
-    _clip_tokenizer,
-    _t5_tokenizer,
-    _llama_tokenizer,
     _clip_text,
-    _t5_text,
-    _umt5_text,
+    _clip_tokenizer,
     _denoiser,
     _flow_scheduler,
+    _llama_tokenizer,
+    _t5_text,
+    _t5_tokenizer,
+    _umt5_text,
 )
 
 
@@ -56,8 +56,12 @@ def _build_wan(seed: int):
 
 def _build_cogvideox(seed: int):
     import torch
-    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline,
-                           CogVideoXTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXPipeline,
+        CogVideoXTransformer3DModel,
+    )
 
     tok = _t5_tokenizer(model_max_length=226)
     te = _t5_text(tok, seed, d_model=32)
@@ -101,7 +105,11 @@ def _build_cogvideox(seed: int):
 
 def _build_hunyuanvideo(seed: int):
     import torch
-    from diffusers import AutoencoderKLHunyuanVideo, HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
     from transformers import LlamaConfig, LlamaModel
 
     tok = _llama_tokenizer()
