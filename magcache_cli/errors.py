@@ -42,3 +42,12 @@ class CompatibilityError(MagCacheError):
 
 class UsageError(MagCacheError):
     """Bad command-line input (options that conflict, files that exist, ...)."""
+
+
+class InputError(MagCacheError):
+    """A call argument cannot be used or recorded: a file that cannot be read, a value a profile cannot hold.
+    `arg` is the pipeline call argument it was meant for (`image`, `mask_image`, ...)."""
+
+    def __init__(self, message: str, hint: str | None = None, arg: str | None = None):
+        super().__init__(message, hint)
+        self.arg = arg

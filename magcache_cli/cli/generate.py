@@ -107,6 +107,7 @@ def calibrate(
             "runs": result.runs,
             "denoiser_calls": result.denoiser_calls,
             "wall_s": round(result.wall_s, 4),
+            "window": list(result.window),
             "branches": profile_to_dict(result.profile)["branches"],
         })
 
@@ -182,6 +183,8 @@ def run(
              zip(result.outputs, outputs.output_paths(output, result.prompts_seeds, prompts))]
     for w in result.warnings:
         console.warn(w)
+    for note in result.notes:
+        console.notice(note)
     console.render_run(result, paths, no_cache)
     if json_:
         console.emit_json({**result.to_json(), "no_cache": no_cache, "outputs": paths})

@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from magcache_cli.core.charts import sparkline, timeline
+from magcache_cli.core.rule import few_step_note
 
 _state = {"json": False}
 _consoles: dict[bool, Console] = {}
@@ -50,6 +51,10 @@ def error(message: str) -> None:
 
 def warn(message: str) -> None:
     console().print(f"[yellow]Warning:[/] {message}", soft_wrap=True)
+
+
+def notice(message: str) -> None:
+    console().print(f"[cyan]Note:[/] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
@@ -128,7 +133,15 @@ def render_calibration(result, out_path: str) -> None:
         c.print(f"  [dim]{note}[/]")
     p = result.profile
     c.print(f"[bold]Guidance[/]: {p.calibration.guidance_mode} — branches {', '.join(p.branches)}")
+    begin, stop = result.window
+    n = p.calibration.steps
+    if begin > 0:
+        c.print(f"[bold]Window[/]: steps {begin}–{stop - 1} of {n} (the pipeline began mid-schedule, e.g. strength "
+                f"< 1): runs that begin earlier compute the steps before {begin}; calibrate on the full schedule to "
+                "serve any strength")
     c.print(curve_table(f"Calibrated {result.runs} run(s) in {result.wall_s:.2f} s", p.branches))
+    if (few := few_step_note(n)) is not None:
+        notice(few)
     c.print(f"Wrote [bold]{out_path}[/]")
 
 
@@ -307,6 +320,8 @@ def render_schedule(profile, steps: int, settings, pred: dict) -> None:
             f"retention {settings.retention_ratio:g}, branch policy {pred.policy}; guidance {cal.guidance_mode}, "
             f"curves measured at {cal.steps} steps" + (f", resampled to {steps}" if steps != cal.steps else ""))
     c.print(_schedule_table(f"Predicted schedule, {steps} steps", steps, pred.flags))
+    if (few := few_step_note(steps)) is not None:
+        notice(few)
     c.print(f"[bold]Predicted passes[/]: {pred.passes} of {pred.total} per run "
             f"({pred.speedup:.2f}× fewer transformer passes)")
 

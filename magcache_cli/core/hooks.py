@@ -6,7 +6,9 @@ Where things happen, chosen so that nothing runs inside the blocks (which users 
 * a forward pre-hook on the denoiser (eager, outside any compiled block) labels the call with its branches,
   asks the subclass whether to compute, and swaps the stack's block lists for that call (`proxies.py`); a
   forward hook swaps them back, also when the call raises, and hands the residual to the subclass;
-* the scheduler's ``step`` marks step boundaries and ``set_timesteps`` the start of a pipeline call;
+* ``set_timesteps`` on the scheduler marks the start of a pipeline call; each call's step is its position in
+  the scheduler's full schedule (`positions.py`), so partial schedules (img2img strength), repeated ``step()``
+  calls and copies of the scheduler all count each step once;
 * under a whole-model ``torch.compile`` the hooks are `torch.compiler.disable`d and the one discovery call runs
   eagerly (see `compile.py`), so the forward pass is one graph per layout, computed or skipped.
 
@@ -16,6 +18,7 @@ original modules and methods exactly.
 
 from __future__ import annotations
 
+import copy
 import functools
 from contextlib import contextmanager
 
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from magcache_cli.core.branches import Assignment
+from magcache_cli.core.positions import StepClock
 from magcache_cli.core.proxies import Probe, Replay, Tap, residual_of
 from magcache_cli.core.report import CallReport
 from magcache_cli.core.stacks import (
@@ -36,6 +40,27 @@ from magcache_cli.core.stacks import (
 _MISSING = object()
 
 
+class _Patched:
+    """A wrapped method set on one instance. A deep copy of that instance gets the method it had before the
+    hooks, never the wrapper: LTX-2 copies its scheduler for the audio stream with `copy.deepcopy` after the
+    hooks are installed, and a copied wrapper would step (and count) the original scheduler a second time."""
+
+    def __init__(self, owner, name: str, previous, wrapped):
+        self._owner_id, self._name, self._previous, self._wrapped = id(owner), name, previous, wrapped
+        functools.update_wrapper(self, wrapped)
+
+    def __call__(self, *args, **kwargs):
+        return self._wrapped(*args, **kwargs)
+
+    def __deepcopy__(self, memo):
+        if self._previous is not _MISSING:
+            return copy.deepcopy(self._previous, memo)
+        twin = memo.get(self._owner_id)
+        if twin is None:  # copied without its owner: nothing to rebind to
+            return self
+        return getattr(type(twin), self._name).__get__(twin)
+
+
 class StepState:
     """Where a pipeline call is: the step, the denoiser calls so far in it, their labels, the current call."""
 
@@ -45,14 +70,12 @@ class StepState:
     def reset(self) -> None:
         self.step = 0
         self.call_in_step = 0
-        self.labels_in_step: set[str] = set()
         self.current: Assignment | None = None
         self.computing = True
 
-    def next_step(self) -> None:
-        self.step += 1
+    def new_step(self, step: int) -> None:
+        self.step = step
         self.call_in_step = 0
-        self.labels_in_step.clear()
 
 
 class StackHooks:
@@ -71,9 +94,11 @@ class StackHooks:
         self.spec: StackSpec | None = None
         self.reports: list[CallReport] = []
         self.warnings: list[str] = []
-        self.on_step = None  # optional callback(step_index) after each scheduler step
+        self.on_step = None  # optional callback(steps done) once per denoising step
         self.last_mode = "sequential"
         self.state = StepState()
+        self.clock = StepClock(self.scheduler)
+        self._notified = 0
         self._tap = Tap()
         self._handles: list = []
         self._patched: list = []
@@ -110,6 +135,9 @@ class StackHooks:
     def _default_steps(self) -> int | None:
         return None
 
+    def _located(self, step: int) -> None:
+        """The coming denoiser call is at schedule position `step` (before the decision)."""
+
     # ---- lifecycle -------------------------------------------------------------------------------------
     @property
     def step(self) -> int:
@@ -119,6 +147,8 @@ class StackHooks:
         """Forget per-call state (step, accumulators, residual caches); keeps the found stack."""
         self.state.reset()
         self._steps = steps or self._default_steps()
+        self.clock.start(self._steps)
+        self._notified = 0
         self._report = None
         self._reset_branches()
 
@@ -170,16 +200,19 @@ class StackHooks:
 
     def _patch(self, obj, name: str, wrapper) -> None:
         """Wrap a bound method by an instance attribute; `remove` puts back exactly what was there."""
-        self._patched.append((obj, name, vars(obj).get(name, _MISSING)))
-        setattr(obj, name, wrapper(getattr(obj, name)))
+        previous = vars(obj).get(name, _MISSING)
+        self._patched.append((obj, name, previous))
+        setattr(obj, name, _Patched(obj, name, previous, wrapper(getattr(obj, name))))
 
     def _wrap_step(self, original):
         @functools.wraps(original)
         def step(*args, **kwargs):
             out = original(*args, **kwargs)
-            self.state.next_step()
-            if self.on_step is not None:
-                self.on_step(self.state.step)
+            self.clock.stepped()
+            done = self.state.step + 1  # a second step() in the same denoising step reports nothing new
+            if self.on_step is not None and self._report is not None and self._report.calls and done > self._notified:
+                self._notified = done
+                self.on_step(done)
             return out
         return step
 
@@ -187,8 +220,9 @@ class StackHooks:
         @functools.wraps(original)
         def set_timesteps(*args, **kwargs):
             out = original(*args, **kwargs)
-            steps = len(self.scheduler.timesteps) // max(1, int(getattr(self.scheduler, "order", 1) or 1))
-            self.begin_call(steps)
+            self.clock.timesteps_set()
+            self.begin_call(self.clock.steps)
+            self.clock.timesteps_set()  # begin_call restarted the clock: keep the schedule just set
             return out
         return set_timesteps
 
@@ -221,11 +255,12 @@ class StackHooks:
         self._tap.clear()
         x = next((v for v in (*args, *kwargs.values()) if torch.is_tensor(v) and v.is_floating_point()), None)
         batch = x.shape[0] if x is not None else 1
-        a = self._assign(batch)
         st = self.state
-        if st.labels_in_step & set(a.labels):  # the scheduler did not mark the step: a label repeats
-            st.next_step()
-        st.labels_in_step.update(a.labels)
+        step, new = self.clock.locate(self.pipe, kwargs, (self._context,) if self._context else ())
+        if new:
+            st.new_step(step)
+        a = self._assign(batch)
+        self._located(step)
         st.current = a
         self.last_mode = a.mode
         if self.spec is None:

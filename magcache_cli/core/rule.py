@@ -234,13 +234,22 @@ class RunPlan:
     def labels(self) -> tuple[str, ...]:
         return tuple(self.curves)
 
-    def schedule(self, steps: int) -> tuple[dict[str, list[bool]], tuple[int, int]]:
-        """Per-branch computed flags at `steps` steps, and the [start, stop) steps this denoiser runs.
+    def covered(self, steps: int) -> tuple[int, int]:
+        """The [start, stop) positions at `steps` steps that the curves cover: the calibrated `active` window
+        (the steps a two-expert denoiser runs, or those a partial-schedule calibration ran); all by default."""
+        return rescale_window(self.active, self.steps or steps, steps)
 
-        The skip rule applies inside that window; batched guidance is always joint (one pass serves both
-        branches). `run` follows this schedule and `magcache schedule` prints it: one code path."""
+    def schedule(self, steps: int, begin: int = 0) -> tuple[dict[str, list[bool]], tuple[int, int]]:
+        """Per-branch computed flags at `steps` steps for a run that begins at position `begin` (img2img,
+        inpainting and video-to-video with strength < 1 begin mid-schedule), and the [start, stop) window the
+        skip rule applies to: the run's steps that the curves cover.
+
+        The rule, retention included, treats that window as a run of its own; every step outside it is
+        computed. Batched guidance is always joint (one pass serves both branches). `run` follows this
+        schedule and `magcache schedule` prints it: one code path."""
         policy = effective_policy(self.guidance_mode, self.policy)
-        window = rescale_window(self.active, self.steps or steps, steps)
+        start, stop = self.covered(steps)
+        window = (max(start, begin), stop)
         return simulate_window(self.curves, steps, self.settings, policy, window), window
 
 
@@ -250,3 +259,15 @@ def effective_policy(guidance_mode: str, policy: str) -> BranchPolicy:
     if guidance_mode == GuidanceMode.BATCHED:
         return BranchPolicy.JOINT
     return BranchPolicy.parse(policy, "branch_policy")
+
+
+FEW_STEPS = 8
+
+
+def few_step_note(steps: int) -> str | None:
+    """A plain note for schedules of `FEW_STEPS` steps or fewer (distilled / turbo models), else None."""
+    if steps > FEW_STEPS:
+        return None
+    return (f"{steps} steps: on few-step (distilled or turbo) models skipping rarely pays; each skipped step is "
+            f"{100 / steps:.0f}% of the schedule and the retained first steps leave few to skip. Compare with the "
+            "uncached output before relying on it.")

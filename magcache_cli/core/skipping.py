@@ -1,5 +1,7 @@
 """Cached runs: hooks that follow a precomputed skip schedule per branch, replaying the branch's cached residual
-on skipped steps. The schedule depends only on the profile's curves and the settings (`RunPlan.schedule`)."""
+on skipped steps. The schedule depends only on the profile's curves, the settings and the position the run
+begins at (`RunPlan.schedule`): an img2img run with strength < 1 begins mid-schedule, and the rule applies to
+the steps it runs as to a run of its own."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ class SkippingHooks(StackHooks):
         self.plan = plan
         self._cache: dict[str, torch.Tensor] = {}
         self._schedule: dict[str, list[bool]] | None = None
+        self._covered: tuple[int, int] = (0, 0)
         super().__init__(pipe, denoiser_name, prefix)
 
     def _default_steps(self) -> int | None:
@@ -27,13 +30,19 @@ class SkippingHooks(StackHooks):
         self._cache = {}
         self._schedule = None
 
-    def _start_call(self) -> None:
+    def _located(self, step: int) -> None:
+        """The first call of a pipeline call fixes the schedule: its position is where the run begins."""
         plan = self.plan
-        steps = self._steps or plan.steps
-        if plan.steps and steps != plan.steps:
-            msg = f"calibration.steps: profile measured at {plan.steps} steps, running {steps} (curves resampled)"
-            warn(msg, self.warnings)
-        self._schedule, _ = plan.schedule(steps)
+        if self._schedule is None:
+            steps = self._steps = self._steps or plan.steps
+            if plan.steps and steps != plan.steps:
+                msg = f"calibration.steps: profile measured at {plan.steps} steps, running {steps} (curves resampled)"
+                warn(msg, self.warnings)
+            self._schedule, _ = plan.schedule(steps, begin=step)
+            self._covered = plan.covered(steps)
+        start, stop = self._covered
+        if not start <= step < stop and step not in self._report.uncovered:
+            self._report.uncovered.append(step)  # computed: the curves say nothing about this step
 
     def _assign(self, batch: int) -> Assignment:
         return assign_profiled(self._context, batch, self.state.call_in_step, self.plan.guidance_mode,

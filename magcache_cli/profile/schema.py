@@ -34,29 +34,28 @@ HEADER = "# magcache profile — edit defaults freely; regenerate curves with `m
 DECIMALS = 5
 _FIX_HINT = "fix the field in the file, or regenerate the profile with `magcache calibrate`"
 
-# Top-level keys in canonical order, and the fields of each section as (key, kind, required).
-# Kinds are checked by `_Checker.value`; a trailing "?" allows null. An absent optional key reads as
-# null, [] or {} according to its kind.
+# Top-level keys in canonical order, and the fields of each section as (key, kind, required). Kinds are checked
+# by `_Checker.value`; a trailing "?" allows null. An absent optional key reads as null, [] or {} by its kind.
 _TOP = ("schema_version", "model", "scheduler", "calibration", "source", "branches", "defaults")
 _TOP_REQUIRED = ("schema_version", "model", "calibration", "branches", "defaults")
 _SECTIONS: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "model": (
         ("id", "str", True), ("revision", "str?", False), ("pipeline_class", "str", True),
         ("transformer_class", "str", True), ("config_fingerprint", "fingerprint?", False),
-        ("stack", "[str]", False),
+        ("stack", "[str]", False), ("components", "{str}", False),
     ),
     "scheduler": (("class", "str?", False), ("config", "map", False)),
     "calibration": (
         ("steps", "int1", True), ("guidance_mode", "mode", True), ("guidance_scale", "num?", False),
         ("height", "int1?", False), ("width", "int1?", False), ("num_frames", "int1?", False),
-        ("negative_prompt", "str?", False), ("call_args", "map", False), ("prompts", "[str]", False),
-        ("seeds", "[int0]", False), ("dtype", "str?", False), ("device", "str?", False),
+        ("negative_prompt", "str?", False), ("call_args", "map", False), ("inputs", "[input]", False),
+        ("prompts", "[str]", False), ("seeds", "[int0]", False), ("dtype", "str?", False), ("device", "str?", False),
         ("created", "time?", False), ("versions", "{str}", False),
     ),
-    "defaults": (
-        ("threshold", "num0", True), ("max_skip_steps", "int0", True),
-        ("retention_ratio", "retention", True), ("tuned", "map?", False),
-    ),
+    "input": (("arg", "str", True), ("path", "str?", True), ("sha256", "sha256", True), ("kind", "media", True),
+              ("width", "int1", True), ("height", "int1", True), ("frames", "int1?", False)),  # provenance only
+    "defaults": (("threshold", "num0", True), ("max_skip_steps", "int0", True),
+                 ("retention_ratio", "retention", True), ("tuned", "map?", False)),
 }
 
 
@@ -68,6 +67,7 @@ class ModelInfo:
     revision: str | None = None
     config_fingerprint: str | None = None
     stack: list[str] = field(default_factory=list)
+    components: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +86,7 @@ class Calibration:
     num_frames: int | None = None
     negative_prompt: str | None = None
     call_args: dict[str, Any] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
     dtype: str | None = None
@@ -164,6 +165,8 @@ _SCALARS = {  # kind: (description, test, convert)
     "retention": ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1, float),
     "mode": (f"one of {', '.join(GUIDANCE_MODES)}", lambda v: isinstance(v, str) and v in GUIDANCE_MODES, str),
     "fingerprint": ("16 lowercase hex characters", lambda v: isinstance(v, str) and _HEX16.fullmatch(v), str),
+    "sha256": ("64 lowercase hex characters", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v), str),
+    "media": ("image or video", lambda v: v in ("image", "video"), str),
     "time": ("a string (ISO 8601 time)", lambda v: isinstance(v, (str, datetime.date)) and v != "", _time_text),
 }
 
@@ -203,10 +206,10 @@ class _Checker:
                 raise self.fail(f"{fld}.{key}" if fld else key, "required key is missing")
         return v
 
-    def section(self, v: Any, name: str) -> dict[str, Any]:
-        spec = _SECTIONS[name]
-        d = self.mapping(v, name, tuple(k for k, _, _ in spec), tuple(k for k, _, req in spec if req))
-        return {k: self.value(d[k], f"{name}.{k}", kind) if k in d else _absent(kind) for k, kind, _ in spec}
+    def section(self, v: Any, name: str, fld: str | None = None) -> dict[str, Any]:
+        spec, fld = _SECTIONS[name], fld or name
+        d = self.mapping(v, fld, tuple(k for k, _, _ in spec), tuple(k for k, _, req in spec if req))
+        return {k: self.value(d[k], f"{fld}.{k}", kind) if k in d else _absent(kind) for k, kind, _ in spec}
 
     def value(self, v: Any, fld: str, kind: str) -> Any:
         if kind.endswith("?"):
@@ -221,6 +224,8 @@ class _Checker:
             return {k: self.value(x, f"{fld}.{k}", "str") for k, x in self.mapping(v, fld).items()}
         if kind == "map":
             return self.plain(self.mapping(v, fld), fld)
+        if kind == "input":  # frames: videos only
+            return {k: x for k, x in self.section(v, kind, fld).items() if x is not None or k != "frames"}
         description, test, convert = _SCALARS[kind]
         if not test(v):
             raise self.fail(fld, f"must be {description}, got {_show(v)}")
@@ -317,7 +322,8 @@ def profile_to_dict(p: Profile) -> dict:
 
     def section(obj: Any, name: str) -> dict:
         attr = {"class": "class_name"}
-        return {k: copy.deepcopy(getattr(obj, attr.get(k, k))) for k, _, _ in _SECTIONS[name]}
+        return {k: copy.deepcopy(getattr(obj, attr.get(k, k))) for k, _, _ in _SECTIONS[name]
+                if (name, k) not in {("model", "components"), ("calibration", "inputs")} or getattr(obj, k)}
 
     return {
         "schema_version": p.schema_version,

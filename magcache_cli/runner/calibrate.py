@@ -16,6 +16,7 @@ from magcache_cli.core.stacks import StackSpec, find_denoisers
 from magcache_cli.errors import MagCacheError
 from magcache_cli.profile.schema import Profile, config_fingerprint, profile_from_dict
 from magcache_cli.version import __version__
+from magcache_cli.runner.inputs import FileInput, split_call_args
 
 # Scheduler config keys that shape the timesteps (kept in the profile's provenance).
 TIMESTEP_KEYS = (
@@ -36,6 +37,13 @@ class CalibrationResult:
     runs: int
     denoiser_calls: int
     outputs: list[Any] = field(default_factory=list)
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """The [begin, stop) steps the calibration ran: all of them, unless the pipeline began mid-schedule
+        (img2img with strength < 1) or a second expert took over."""
+        actives = [b.active or [0, self.profile.calibration.steps] for b in self.profile.branches.values()]
+        return min(a[0] for a in actives), max(a[1] for a in actives)
 
 
 def scheduler_info(scheduler) -> dict[str, Any]:
@@ -76,12 +84,19 @@ def calibrate(
     on_step: Callable[[int], None] | None = None,
     on_run: Callable[[int, str, int], None] | None = None,
     keep_outputs: bool = False,
+    inputs: list[FileInput] | None = None,
+    components: dict[str, str] | None = None,
 ) -> CalibrationResult:
     """Run the pipeline on every prompt × seed with recording hooks (no skipping) and build a Profile.
 
     Each call gets one prompt, so a denoiser batch of twice the images per prompt means batched guidance,
-    `cat([negative, positive])`.
+    `cat([negative, positive])`. `inputs` names the call arguments read from files (recorded as path,
+    sha256 and size); an in-memory image gets a provenance without a path; any other call argument a profile
+    cannot hold is an InputError before anything runs. `components` (name -> id or folder) are recorded too.
+    Steps are positions in the scheduler's full schedule: a pipeline that begins mid-schedule records its
+    curves on [begin, steps) as each branch's `active` window.
     """
+    plain_args, provenance = split_call_args(call_kwargs, inputs)
     if not prompts:
         raise MagCacheError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
     if not seeds:
@@ -133,6 +148,7 @@ def calibrate(
             "transformer_class": type(denoiser).__name__,
             "config_fingerprint": config_fingerprint(config),
             "stack": stack_paths,
+            "components": dict(components or {}),
         },
         "scheduler": scheduler_info(pipe.scheduler),
         "calibration": {
@@ -143,7 +159,8 @@ def calibrate(
             "width": call_kwargs.get("width"),
             "num_frames": call_kwargs.get("num_frames"),
             "negative_prompt": call_kwargs.get("negative_prompt"),
-            "call_args": {k: v for k, v in call_kwargs.items() if k not in CALL_KEYS},
+            "call_args": {k: v for k, v in plain_args.items() if k not in CALL_KEYS},
+            "inputs": [i.to_dict() for i in provenance],
             "prompts": list(prompts),
             "seeds": [int(s) for s in seeds],
             "dtype": dtype,

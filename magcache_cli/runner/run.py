@@ -31,10 +31,20 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     settings: ratios.SkipSettings | None = None
     policy: str | None = None
+    windows: dict[str, tuple[int, int]] = field(default_factory=dict)  # denoiser -> [begin, stop) it ran
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def window(self) -> tuple[int, int] | None:
+        """The [begin, stop) schedule positions the run executed (begin > 0: it started mid-schedule)."""
+        if not self.windows:
+            return None
+        return min(w[0] for w in self.windows.values()), max(w[1] for w in self.windows.values())
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "steps": self.steps,
+            "window": None if self.window is None else list(self.window),
             "branches": self.schedule,
             "transformer_calls": self.transformer_calls,
             "total_calls": self.total_calls,
@@ -47,7 +57,25 @@ class RunResult:
             },
             "stack": self.stack.paths if self.stack else None,
             "warnings": self.warnings,
+            "notes": self.notes,
         }
+        if len(self.windows) > 1:
+            out["windows"] = {name: list(w) for name, w in self.windows.items()}
+        return out
+
+
+def uncovered_warning(reports: list[CallReport], profile: Profile) -> str | None:
+    """The warning for steps a run executed that the profile's curves do not cover (they were computed)."""
+    steps = sorted({s for r in reports for s in r.uncovered})
+    if not steps:
+        return None
+    n, cal = reports[0].steps, profile.calibration
+    actives = {tuple(b.active) for b in profile.branches.values() if b.active}
+    measured = f" (calibrated on steps {min(a[0] for a in actives)}–{max(a[1] for a in actives) - 1} of {cal.steps})" if actives else ""
+    span = f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}–{steps[-1]}"
+    return (f"{span} of {n} are not covered by the profile's curves{measured}: computed, never skipped. To cover "
+            "them, calibrate with a strength at least this run's (or on the full schedule: text-to-image or "
+            "strength 1).")
 
 
 def _schedule_of(report: CallReport) -> dict[str, dict[str, list[int]]]:
@@ -115,7 +143,8 @@ def run(
                 wall += time.perf_counter() - t0
         finally:
             counter.remove()
-        return RunResult(steps, {}, counter.calls, counter.calls, wall, outputs, pairs)
+        return RunResult(steps, {}, counter.calls, counter.calls, wall, outputs, pairs,
+                         notes=[n for n in [ratios.few_step_note(steps)] if n])
     settings = settings or settings_from(profile)
     cache = MagCache(pipe, profile, settings, policy, force)
     cache.hooks.on_step = on_step
@@ -130,6 +159,10 @@ def run(
             wall += time.perf_counter() - t0
     reports = cache.reports
     schedule = _schedule_of(reports[0]) if reports else {}
+    windows = {h.denoiser_name: r.window for h in cache.all_hooks for r in h.reports[-1:] if r.window}
+    warnings = _warnings(cache, profile, call_kwargs)
+    if reports and (uncovered := uncovered_warning(reports, profile)):
+        warn(uncovered, warnings)
     return RunResult(
         steps=reports[0].steps if reports else steps,
         schedule=schedule,
@@ -140,7 +173,9 @@ def run(
         prompts_seeds=pairs,
         reports=reports,
         stack=cache.hooks.spec,
-        warnings=_warnings(cache, profile, call_kwargs),
+        warnings=warnings,
+        windows=windows,
+        notes=[n for n in [ratios.few_step_note(reports[0].steps if reports else steps)] if n],
         settings=settings,
         policy=effective_policy(profile.calibration.guidance_mode, policy),
     )

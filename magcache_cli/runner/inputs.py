@@ -1,0 +1,190 @@
+"""File inputs of a pipeline call (images, masks, control images, videos): read, identify, and checked storable.
+
+A profile records inputs as provenance, never pixels: the path given, its sha256 and its size (width x height,
+and frames for a video), so it stays small and diffable and a team sees what it was calibrated on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from magcache_cli.errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
+KINDS = ("image", "video")
+
+
+@dataclass(frozen=True)
+class FileInput:
+    """One file handed to a call argument (`arg`); several for the same argument make a list."""
+
+    arg: str
+    path: str | None  # as given; None for an in-memory image handed to the Python API
+    sha256: str
+    kind: str  # image | video
+    width: int
+    height: int
+    frames: int | None = None  # videos only
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"arg": self.arg, "path": self.path, "sha256": self.sha256, "kind": self.kind,
+               "width": self.width, "height": self.height}
+        if self.frames is not None:
+            out["frames"] = self.frames
+        return out
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, or of a frame folder's files in name order (names and bytes)."""
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in _frame_files(path):
+            h.update(f.name.encode() + b"\0")
+            h.update(f.read_bytes())
+        return h.hexdigest()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _open_image(path: Path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return im.convert("RGB")
+
+
+def _read_video(path: Path) -> list:
+    from PIL import Image
+
+    if path.is_dir():
+        frames = [_open_image(f) for f in _frame_files(path)]
+        if not frames:
+            raise ValueError("the folder holds no image frames")
+        return frames
+    if path.suffix.lower() == ".gif":
+        out = []
+        with Image.open(path) as gif:
+            for i in range(getattr(gif, "n_frames", 1)):
+                gif.seek(i)
+                out.append(gif.convert("RGB"))
+        return out
+    try:
+        import imageio  # noqa: F401
+    except ImportError:
+        raise ValueError("reading MP4 and other movie files needs imageio and imageio-ffmpeg "
+                         "(pip install 'magcache-cli[video]'), or pass a GIF or a folder of frames") from None
+    from diffusers.utils import load_video
+
+    return load_video(str(path))
+
+
+def guess_kind(path: str | Path) -> str:
+    p = Path(path)
+    return "video" if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES else "image"
+
+
+def read_input(arg: str, path: str | Path, kind: str | None = None) -> tuple[Any, FileInput]:
+    """The value to pass as call argument `arg` (a PIL image, or a list of frames) and its provenance.
+
+    A file that cannot be read raises InputError in one line, before any model is loaded."""
+    p = Path(path).expanduser()
+    kind = kind or guess_kind(p)
+    if not p.exists():
+        raise InputError(f"{arg}: {path} does not exist", arg=arg)
+    try:
+        if kind == "video":
+            value = _read_video(p)
+            w, h = value[0].size
+            info = FileInput(arg, str(path), sha256_file(p), "video", w, h, len(value))
+        else:
+            if p.is_dir():
+                raise ValueError("it is a folder, not an image file")
+            value = _open_image(p)
+            info = FileInput(arg, str(path), sha256_file(p), "image", *value.size)
+    except InputError:
+        raise
+    except Exception as e:  # PIL/imageio raise many types; all mean "not a readable image/video"
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{arg}: cannot read {path} as {'a video' if kind == 'video' else 'an image'} ({text})",
+                         arg=arg) from None
+    return value, info
+
+
+def read_inputs(specs: list[tuple[str, str, str | None]]) -> tuple[dict[str, Any], list[FileInput]]:
+    """(arg, path, kind) triples -> call arguments and their provenance. An argument given several files
+    (`--image a.png --image b.png`) gets a list."""
+    values: dict[str, list] = {}
+    infos = []
+    for arg, path, kind in specs:
+        value, info = read_input(arg, path, kind)
+        values.setdefault(arg, []).append(value)
+        infos.append(info)
+    return {k: v[0] if len(v) == 1 else v for k, v in values.items()}, infos
+
+
+def image_provenance(arg: str, value: Any) -> list[FileInput] | None:
+    """Provenance of an in-memory image, or list of images / frames, handed to the Python API (no path:
+    sha256 of mode, size and pixels). None when `value` is not one."""
+    from PIL import Image
+
+    items = value if isinstance(value, (list, tuple)) and value else [value]
+    if not all(isinstance(v, Image.Image) for v in items):
+        return None
+
+    def digest(im):
+        h = hashlib.sha256(f"{im.mode}:{im.size[0]}x{im.size[1]}:".encode())
+        h.update(im.tobytes())
+        return h.hexdigest()
+
+    if isinstance(value, Image.Image):
+        return [FileInput(arg, None, digest(value), "image", *value.size)]
+    h = hashlib.sha256("".join(digest(v) for v in items).encode()).hexdigest()
+    return [FileInput(arg, None, h, "video", *items[0].size, len(items))]
+
+
+def is_storable(v: Any) -> bool:
+    """Plain YAML data: what a profile's `call_args` can hold."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return not isinstance(v, float) or v == v and abs(v) != float("inf")
+    if isinstance(v, (list, tuple)):
+        return all(is_storable(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and is_storable(x) for k, x in v.items())
+    return False
+
+
+def split_call_args(call_kwargs: dict[str, Any], inputs: list[FileInput] | None = None
+                    ) -> tuple[dict[str, Any], list[FileInput]]:
+    """(storable call args, input provenance) for a profile, checked BEFORE anything runs.
+
+    File inputs given as `inputs` are recorded as such; an in-memory PIL image (Python API) gets a provenance
+    without a path; any other value that YAML cannot hold (a tensor, an array, a callable) is an InputError
+    naming the argument."""
+    inputs = list(inputs or [])
+    from_files = {i.arg for i in inputs}
+    plain = {}
+    for key, value in call_kwargs.items():
+        if key in from_files:
+            continue
+        if is_storable(value):
+            plain[key] = value
+            continue
+        made = image_provenance(key, value)
+        if made is None:
+            raise InputError(
+                f"call argument {key} is a {type(value).__name__}, which a profile cannot record",
+                hint="pass images and videos as files (or PIL images in Python); other arguments as plain "
+                     "numbers, strings or lists", arg=key)
+        inputs += made
+    return plain, inputs
