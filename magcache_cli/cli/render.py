@@ -133,15 +133,9 @@ def render_calibration(result, out_path: str) -> None:
         c.print(f"  [dim]{note}[/]")
     p = result.profile
     c.print(f"[bold]Guidance[/]: {p.calibration.guidance_mode} — branches {', '.join(p.branches)}")
-    begin, stop = result.window
-    n = p.calibration.steps
-    if begin > 0:
-        c.print(f"[bold]Window[/]: steps {begin}–{stop - 1} of {n} (the pipeline began mid-schedule, e.g. strength "
-                f"< 1): runs that begin earlier compute the steps before {begin}; calibrate on the full schedule to "
-                "serve any strength")
     c.print(curve_table(f"Calibrated {result.runs} run(s) in {result.wall_s:.2f} s", p.branches))
-    if (few := few_step_note(n)) is not None:
-        notice(few)
+    for text in result.notes:
+        notice(text)
     c.print(f"Wrote [bold]{out_path}[/]")
 
 

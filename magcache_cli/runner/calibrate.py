@@ -12,6 +12,7 @@ import torch
 
 from magcache_cli.core.branches import denoiser_prefix, finalize_labels
 from magcache_cli.core.recording import RecordingHooks, branch_curves
+from magcache_cli.core.rule import few_step_note
 from magcache_cli.core.stacks import StackSpec, find_denoisers
 from magcache_cli.errors import MagCacheError
 from magcache_cli.profile.schema import Profile, config_fingerprint, profile_from_dict
@@ -44,6 +45,16 @@ class CalibrationResult:
         (img2img with strength < 1) or a second expert took over."""
         actives = [b.active or [0, self.profile.calibration.steps] for b in self.profile.branches.values()]
         return min(a[0] for a in actives), max(a[1] for a in actives)
+
+    @property
+    def notes(self) -> list[str]:
+        """What to know about this calibration: a window that began mid-schedule, few steps."""
+        (begin, stop), n = self.window, self.profile.calibration.steps
+        out = [f"calibrated on steps {begin}–{stop - 1} of {n}: the pipeline began mid-schedule (e.g. strength < 1). "
+               f"Runs that begin earlier compute the steps before {begin}; calibrate on the full schedule (strength 1 "
+               "or text-to-image) to serve any strength."] if begin > 0 else []
+        few = few_step_note(n)
+        return out + ([few] if few else [])
 
 
 def scheduler_info(scheduler) -> dict[str, Any]:

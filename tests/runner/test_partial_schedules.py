@@ -130,6 +130,8 @@ def test_partial_calibration_records_its_window_and_a_lower_start_computes_the_r
                            inputs=[info])
     prof = result.profile
     assert result.window == (4, N)
+    assert result.notes[0].startswith("calibrated on steps 4–7 of 8: the pipeline began mid-schedule")
+    assert result.notes[1].startswith("8 steps: on few-step (distilled or turbo) models skipping rarely pays")
     for b in prof.branches.values():
         assert b.active == [4, N] and b.ratios[4] == 1.0 and b.ratios[:4] == [1.0] * 4
     assert prof.calibration.call_args["strength"] == 0.5
@@ -150,6 +152,7 @@ def test_partial_calibration_records_its_window_and_a_lower_start_computes_the_r
     warning = next(w for w in res.warnings if "not covered" in w)
     assert warning.startswith("steps 1–3 of 8 are not covered") and "calibrated on steps 4–7 of 8" in warning
     assert res.to_json()["window"] == [1, N]
+    assert res.notes == [result.notes[1]]  # 8 steps: the few-step note
 
 
 def test_in_memory_images_get_a_provenance_and_unstorable_arguments_fail_before_running(base, img2img):
