@@ -125,6 +125,7 @@ class _Call:
     outputs: list  # tensors or None
     single: bool
     streams: dict[int, str] = field(default_factory=dict)  # output index -> input name
+    conditioned: bool = False  # gets a per-sample vector (batch, dim): the timestep embedding of a denoised stream
 
 
 class _Recorder(nn.Module):
@@ -149,7 +150,8 @@ class _Recorder(nn.Module):
             inputs = {k: v for k, v in bound.items() if _is_stream(v)}
             single = torch.is_tensor(out)
             outputs = [out] if single else list(out) if isinstance(out, (tuple, list)) else []
-            log.record(_Call(self._path, self._index, self._names, inputs, outputs, single))
+            conditioned = any(torch.is_tensor(v) and v.dim() == 2 and v.is_floating_point() for v in bound.values())
+            log.record(_Call(self._path, self._index, self._names, inputs, outputs, single, conditioned=conditioned))
         return out
 
 
@@ -257,6 +259,25 @@ def _feeds(prev: list[_Call], main_in: torch.Tensor) -> tuple[int, int] | None:
     return None
 
 
+def _feeders(rest: list[list[_Call]], head: _Call, main_in: torch.Tensor) -> list[tuple[int, tuple[int, int]]]:
+    """The segments right before `head` whose outputs make up its main input, best first.
+
+    Usually one. Several when parallel block lists each refine one stream and the streams are then joined (Z-Image
+    refines the image tokens, then the caption, and runs its main blocks on cat([image, caption]); Lumina2 does the
+    same in the other order). The denoised stream is the one whose blocks get a per-sample conditioning vector (the
+    timestep embedding); a caption refiner gets none. Ties go to the nearest segment.
+    """
+    found = []
+    for k in range(len(rest) - 1, -1, -1):
+        seg = rest[k]
+        fed = None if seg[-1].path == head.path else _feeds(seg, main_in)
+        if fed is None:
+            break
+        found.append((k, fed))
+    found.sort(key=lambda kf: not all(c.conditioned for c in rest[kf[0]]))  # stable: nearest first among equals
+    return found
+
+
 def analyse(obs: Observation, denoiser_name: str = "transformer") -> StackSpec:
     """Read the stack off an observed forward pass (see the module docstring)."""
     segs = [s for s in _segments(obs.calls) if all(c.streams for c in s)]
@@ -271,12 +292,14 @@ def analyse(obs: Observation, denoiser_name: str = "transformer") -> StackSpec:
     main_name, _ = _main_of(segs[-1][0])  # type: ignore[misc]
     mains: list[tuple[str, int | None]] = [(main_name, None)]
     joins: list[int] = []
-    for prev in reversed(segs[:-1]):
+    rest = segs[:-1]
+    while rest:
         head = chain[0][0]
-        fed = _feeds(prev, head.inputs[mains[0][0]])
-        if fed is None or prev[-1].path == head.path:
+        feeders = _feeders(rest, head, head.inputs[mains[0][0]])
+        if not feeders:
             break
-        out_idx, offset = fed
+        k, (out_idx, offset) = feeders[0]
+        prev, rest = rest[k], rest[:k]
         chain.insert(0, prev)
         mains.insert(0, (prev[-1].streams[out_idx], out_idx))
         joins.insert(0, offset)

@@ -331,6 +331,10 @@ _register(TinyFamily(
 ))
 
 
+# ---- issue 13: more DiT families (their own files; registered on import) ----
+from . import more_families  # noqa: E402,F401
+
+
 def build_tiny_pipeline(family: str, out_dir: str | Path, seed: int = 0) -> Path:
     """Build the tiny pipeline `family`, save it to `out_dir` (safetensors) and return `out_dir`."""
     if family not in FAMILIES:

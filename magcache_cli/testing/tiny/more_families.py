@@ -1,0 +1,138 @@
+"""Registry entries of the tiny pipelines in more_image.py / more_video.py (issue 13: every DiT text-to-X
+family of diffusers 0.42.1 that builds offline). Imported by the package `__init__`, which owns FAMILIES.
+
+Guidance layouts here (read in the diffusers 0.42.1 sources, checked by tests/core/test_more_families.py):
+
+* one call per branch, cond first, in ``cache_context("cond")`` / ``("uncond")``: flux2-klein, ovis-image,
+  skyreels-v2; without cache_context: krea2.
+* one call on ``cat([negative, positive])``: bria, pixart-alpha, hunyuandit, cogview3plus, prx, sana-video,
+  anyflow, easyanimate. On ``[positive, negative]`` (the conditional half FIRST): zimage, lumina-next.
+* one call per step (guidance-distilled, the scale is embedded): flux2.
+"""
+
+from __future__ import annotations
+
+from . import SKIPPED_FAMILIES, TinyFamily, _register
+from .more_image import (
+    _build_bria,
+    _build_cogview3plus,
+    _build_flux2,
+    _build_flux2_klein,
+    _build_hunyuandit,
+    _build_krea2,
+    _build_lumina_next,
+    _build_ovis_image,
+    _build_pixart_alpha,
+    _build_prx,
+    _build_zimage,
+)
+from .more_video import _build_anyflow, _build_easyanimate, _build_sana_video, _build_skyreels_v2
+
+_NEG = "blurry, low quality"
+_DUAL = ("transformer_blocks", "single_transformer_blocks")
+_IMG32 = (1, 32, 32, 3)
+
+
+def _add(name, cls, guidance, notes, builder, call_kwargs, output_shape=_IMG32, blocks=("transformer_blocks",),
+         text_tokens=0, image_tokens=0):
+    _register(TinyFamily(name=name, pipeline_class_name=cls, call_kwargs=call_kwargs, guidance=guidance, notes=notes,
+                         text_tokens=text_tokens, image_tokens=image_tokens, output_shape=output_shape,
+                         blocks=blocks, builder=builder))
+
+
+_add("flux2", "Flux2Pipeline", "none",
+     "FLUX.2 [dev]: guidance-distilled (guidance_scale is embedded), one call per step, no cache_context. "
+     "Its real `tokenizer` component is a PixtralProcessor, which needs torchvision: a plain tokenizer with the "
+     "same chat template stands in (for text-only prompts the processor hands apply_chat_template to its "
+     "tokenizer). The ~1,000-character system message is one token so the prompt survives max_sequence_length. "
+     "text_encoder_out_layers=(1, 2): the tiny Mistral3 has 2 layers.",
+     _build_flux2, dict(height=32, width=32, max_sequence_length=16, guidance_scale=4.0,
+                        text_encoder_out_layers=(1, 2)),
+     blocks=_DUAL, text_tokens=16, image_tokens=64)
+_add("flux2-klein", "Flux2KleinPipeline", "sequential-named",
+     "FLUX.2 [klein] (not distilled): CFG as a cond call in cache_context('cond') then an uncond call (empty "
+     "prompt) in cache_context('uncond'). Qwen3 text encoder behind a ChatML template.",
+     _build_flux2_klein, dict(height=32, width=32, max_sequence_length=16, guidance_scale=4.0,
+                              text_encoder_out_layers=(1,)),
+     blocks=_DUAL, text_tokens=16, image_tokens=64)
+_add("zimage", "ZImagePipeline", "batched",
+     "Z-Image: CFG batched as [positive, negative] - the conditional half FIRST - in one call, no cache_context; "
+     "latents and captions go in as lists. noise_refiner (image tokens, timestep-modulated) and context_refiner "
+     "(caption) run first; 'layers' see cat([image, caption]) (the image tokens lead).",
+     _build_zimage, dict(height=32, width=32, max_sequence_length=16, guidance_scale=4.0, negative_prompt=_NEG),
+     blocks=("noise_refiner", "layers"), text_tokens=32, image_tokens=64)
+_add("bria", "BriaPipeline", "batched",
+     "Bria 3.2: CFG batched as cat([negative, positive]), no cache_context; Flux-style double and single blocks "
+     "on separate text / image streams.",
+     _build_bria, dict(height=32, width=32, max_sequence_length=12, guidance_scale=5.0, negative_prompt=_NEG),
+     blocks=_DUAL, text_tokens=12, image_tokens=64)
+_add("pixart-alpha", "PixArtAlphaPipeline", "batched",
+     "PixArt-alpha: CFG batched as cat([negative, positive]), no cache_context; cross-attention to the text. "
+     "use_resolution_binning=False: the tiny sample_size has no aspect-ratio bin table.",
+     _build_pixart_alpha, dict(height=32, width=32, max_sequence_length=12, guidance_scale=4.5,
+                               negative_prompt=_NEG, use_resolution_binning=False, clean_caption=False),
+     text_tokens=12, image_tokens=64)
+_add("hunyuandit", "HunyuanDiTPipeline", "batched",
+     "HunyuanDiT: CFG batched as cat([negative, positive]), no cache_context. One 'blocks' list whose second "
+     "half takes long skip connections from the first (U-ViT style); text = 77 BERT + 256 T5 tokens by "
+     "cross-attention. No safety checker. The pipeline assumes a VAE scale factor of 8 (4-level VAE).",
+     _build_hunyuandit, dict(height=64, width=64, guidance_scale=5.0, negative_prompt=_NEG,
+                             use_resolution_binning=False),
+     output_shape=(1, 64, 64, 3), blocks=("blocks",), text_tokens=77, image_tokens=16)
+_add("cogview3plus", "CogView3PlusPipeline", "batched",
+     "CogView3-Plus: CFG batched as cat([negative, positive]), no cache_context; text padded to 224 T5 tokens.",
+     _build_cogview3plus, dict(height=32, width=32, guidance_scale=5.0, negative_prompt=_NEG),
+     text_tokens=224, image_tokens=64)
+_add("lumina-next", "LuminaPipeline", "batched",
+     "Lumina-Next: CFG batched as cat([positive, negative]) - the conditional half FIRST - in one call, no "
+     "cache_context. The pipeline assumes a VAE scale factor of 8 (4-level VAE).",
+     _build_lumina_next, dict(height=64, width=64, guidance_scale=4.0, negative_prompt=_NEG,
+                              max_sequence_length=32),
+     output_shape=(1, 64, 64, 3), blocks=("layers",), text_tokens=8, image_tokens=16)
+_add("ovis-image", "OvisImagePipeline", "sequential-named",
+     "Ovis-Image: CFG as cond / uncond calls in cache_context('cond') / ('uncond'). The pipeline prefixes a "
+     "~150-character system prompt: max_sequence_length 256 keeps the user prompt.",
+     _build_ovis_image, dict(height=32, width=32, guidance_scale=5.0, negative_prompt=_NEG, max_sequence_length=256),
+     blocks=_DUAL, text_tokens=256, image_tokens=64)
+_add("prx", "PRXPipeline", "batched",
+     "PRX (Photoroom): CFG batched as cat([negative, positive]), no cache_context; T5Gemma encoder; prompts padded "
+     "to the tokenizer's model_max_length (16).",
+     _build_prx, dict(height=32, width=32, guidance_scale=5.0, negative_prompt=_NEG, use_resolution_binning=False),
+     blocks=("blocks",), text_tokens=16, image_tokens=64)
+_add("krea2", "Krea2Pipeline", "sequential-unnamed",
+     "Krea 2: CFG as two sequential calls (cond, then uncond), no cache_context. text_fusion's layerwise / "
+     "refiner blocks only see text; 'transformer_blocks' see cat([text, image]). The first 34 template tokens "
+     "are dropped: max_sequence_length 160 keeps the prompt.",
+     _build_krea2, dict(height=64, width=64, guidance_scale=4.0, negative_prompt=_NEG, max_sequence_length=160),
+     output_shape=(1, 64, 64, 3), text_tokens=168, image_tokens=64)
+_add("sana-video", "SanaVideoPipeline", "batched",
+     "Sana-Video: CFG batched as cat([negative, positive]), no cache_context; Wan VAE.",
+     _build_sana_video, dict(height=64, width=64, frames=5, max_sequence_length=12, guidance_scale=6.0,
+                             negative_prompt=_NEG, use_resolution_binning=False),
+     output_shape=(1, 5, 64, 64, 3), text_tokens=12, image_tokens=32)
+_add("skyreels-v2", "SkyReelsV2Pipeline", "sequential-named",
+     "SkyReels-V2 (Wan architecture): cond / uncond calls in cache_context('cond') / ('uncond'). Its prompt "
+     "cleaning calls ftfy unconditionally (a test dependency).",
+     _build_skyreels_v2, dict(height=64, width=64, num_frames=5, max_sequence_length=16, guidance_scale=6.0,
+                              negative_prompt=_NEG),
+     output_shape=(1, 5, 64, 64, 3), blocks=("blocks",), text_tokens=16, image_tokens=32)
+_add("anyflow", "AnyFlowPipeline", "batched",
+     "AnyFlow (Wan architecture, flow-map scheduler): CFG batched as cat([negative, positive]), no cache_context.",
+     _build_anyflow, dict(height=64, width=64, num_frames=5, max_sequence_length=16, guidance_scale=5.0,
+                          negative_prompt=_NEG),
+     output_shape=(1, 5, 64, 64, 3), blocks=("blocks",), text_tokens=16, image_tokens=32)
+_add("easyanimate", "EasyAnimatePipeline", "batched",
+     "EasyAnimate V5.1: CFG batched as cat([negative, positive]), no cache_context; Qwen2-VL text encoder, "
+     "Magvit VAE; text padded to 256 tokens.",
+     _build_easyanimate, dict(height=32, width=32, num_frames=5, guidance_scale=5.0, negative_prompt=_NEG),
+     output_shape=(1, 5, 32, 32, 3), text_tokens=256, image_tokens=48)
+
+_TORCHVISION = "needs torchvision (the PyPI wheel for torch 2.13 does not load against the CPU build)"
+SKIPPED_FAMILIES.update({
+    "qwenimage21": f"QwenImage21Pipeline's processor is a Qwen3VLProcessor, whose video processor {_TORCHVISION}.",
+    "longcat-image": f"LongCatImagePipeline's text_processor is a Qwen2VLProcessor, whose video processor {_TORCHVISION}.",
+    "nucleusmoe-image": f"NucleusMoEImagePipeline's processor is a Qwen3VLProcessor, whose video processor {_TORCHVISION}.",
+    "kandinsky6": f"Kandinsky6TI2VAPipeline's tokenizer is a Qwen2_5_VLProcessor, whose video processor {_TORCHVISION}.",
+    "cosmos": "Cosmos pipelines loaded without a safety checker build CosmosSafetyChecker(), which needs the "
+              "cosmos_guardrail package, whose guardrail models come from the hub.",
+})
