@@ -77,7 +77,8 @@ def plain_call_with_hooks(pipe, family, prompt, seed):
     residuals, state = [], {}
 
     def pre(module, args, kwargs):
-        state["x"] = kwargs["hidden_states"] if "hidden_states" in kwargs else kwargs.get("x", args[0] if args else None)
+        x = kwargs.get("hidden_states", kwargs.get("x"))
+        state["x"] = x if x is not None else args[0]
 
     def post(module, args, kwargs, out):
         y, x = (out if ref.out is None else out[ref.out]), state["x"]
@@ -89,7 +90,8 @@ def plain_call_with_hooks(pipe, family, prompt, seed):
         assert y.shape == x.shape, (family, tuple(y.shape), tuple(x.shape))
         residuals.append((y - x).double())
 
-    handles = [first.register_forward_pre_hook(pre, with_kwargs=True), last.register_forward_hook(post, with_kwargs=True)]
+    handles = [first.register_forward_pre_hook(pre, with_kwargs=True),
+               last.register_forward_hook(post, with_kwargs=True)]
     try:
         out = pipe(prompt=prompt, generator=torch.Generator().manual_seed(seed), **call_kwargs(family))
     finally:

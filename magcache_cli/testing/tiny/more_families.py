@@ -129,10 +129,12 @@ _add("easyanimate", "EasyAnimatePipeline", "batched",
 
 _TORCHVISION = "needs torchvision (the PyPI wheel for torch 2.13 does not load against the CPU build)"
 SKIPPED_FAMILIES.update({
-    "qwenimage21": f"QwenImage21Pipeline's processor is a Qwen3VLProcessor, whose video processor {_TORCHVISION}.",
-    "longcat-image": f"LongCatImagePipeline's text_processor is a Qwen2VLProcessor, whose video processor {_TORCHVISION}.",
-    "nucleusmoe-image": f"NucleusMoEImagePipeline's processor is a Qwen3VLProcessor, whose video processor {_TORCHVISION}.",
-    "kandinsky6": f"Kandinsky6TI2VAPipeline's tokenizer is a Qwen2_5_VLProcessor, whose video processor {_TORCHVISION}.",
+    "qwenimage21": f"QwenImage21Pipeline's processor is a Qwen3VLProcessor; its video processor {_TORCHVISION}.",
+    "longcat-image": f"LongCatImagePipeline's text_processor is a Qwen2VLProcessor; its video processor "
+                     f"{_TORCHVISION}.",
+    "nucleusmoe-image": f"NucleusMoEImagePipeline's processor is a Qwen3VLProcessor; its video processor "
+                        f"{_TORCHVISION}.",
+    "kandinsky6": f"Kandinsky6TI2VAPipeline's tokenizer is a Qwen2_5_VLProcessor; its video processor {_TORCHVISION}.",
     "cosmos": "Cosmos pipelines loaded without a safety checker build CosmosSafetyChecker(), which needs the "
               "cosmos_guardrail package, whose guardrail models come from the hub.",
 })

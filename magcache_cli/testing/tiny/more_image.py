@@ -304,8 +304,8 @@ def _build_krea2(seed: int):
     config = Qwen3VLConfig(
         text_config={"vocab_size": len(tok), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
                      "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 8,
-                     "max_position_embeddings": 1024, "rope_scaling": {"rope_type": "default", "mrope_section": [1, 1, 2],
-                                                                       "mrope_interleaved": True},
+                     "max_position_embeddings": 1024,
+                     "rope_scaling": {"rope_type": "default", "mrope_section": [1, 1, 2], "mrope_interleaved": True},
                      "pad_token_id": tok.pad_token_id},
         vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "out_hidden_size": 16,
                        "num_position_embeddings": 16, "deepstack_visual_indexes": []},
