@@ -107,10 +107,12 @@ class StepClock:
             t = _as_time(v)
             if t is None:
                 continue
-            for scale in self._scales:
-                i = _nearest([x / scale for x in self._timesteps], t, lower)
-                if i is not None:
-                    return i
+            found = {i for scale in self._scales
+                     if (i := _nearest([x / scale for x in self._timesteps], t, lower)) is not None}
+            if len(found) == 1:
+                return found.pop()
+            if found:  # both readings match, at different positions (PRX's 1.0 is t[0] / 1000 and t[-1]): no answer
+                return None
         return None
 
     def locate(self, pipe, kwargs: dict, labels: tuple[str, ...]) -> tuple[int, bool]:
