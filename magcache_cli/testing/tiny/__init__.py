@@ -331,8 +331,12 @@ _register(TinyFamily(
 ))
 
 
-# ---- issue 13: more DiT families (their own files; registered on import) ----
-from . import more_families  # noqa: E402,F401
+# ---- issue 13: more DiT families (their own files) ----
+from .more_families import MORE_FAMILIES, MORE_SKIPPED  # noqa: E402
+
+for _kw in MORE_FAMILIES:
+    _register(TinyFamily(**_kw))
+SKIPPED_FAMILIES.update(MORE_SKIPPED)
 
 
 def build_tiny_pipeline(family: str, out_dir: str | Path, seed: int = 0) -> Path:

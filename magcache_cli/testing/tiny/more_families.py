@@ -1,5 +1,6 @@
 """Registry entries of the tiny pipelines in more_image.py / more_video.py (issue 13: every DiT text-to-X
-family of diffusers 0.42.1 that builds offline). Imported by the package `__init__`, which owns FAMILIES.
+family of diffusers 0.42.1 that builds offline). Plain data: the package `__init__`, which owns FAMILIES and
+SKIPPED_FAMILIES, turns `MORE_FAMILIES` into `TinyFamily` entries and adds `MORE_SKIPPED`.
 
 Guidance layouts here (read in the diffusers 0.42.1 sources, checked by tests/core/test_more_families.py):
 
@@ -12,7 +13,6 @@ Guidance layouts here (read in the diffusers 0.42.1 sources, checked by tests/co
 
 from __future__ import annotations
 
-from . import SKIPPED_FAMILIES, TinyFamily, _register
 from .more_image import (
     _build_bria,
     _build_cogview3plus,
@@ -33,11 +33,14 @@ _DUAL = ("transformer_blocks", "single_transformer_blocks")
 _IMG32 = (1, 32, 32, 3)
 
 
+MORE_FAMILIES: list[dict] = []  # TinyFamily keyword arguments, in registry order
+
+
 def _add(name, cls, guidance, notes, builder, call_kwargs, output_shape=_IMG32, blocks=("transformer_blocks",),
          text_tokens=0, image_tokens=0):
-    _register(TinyFamily(name=name, pipeline_class_name=cls, call_kwargs=call_kwargs, guidance=guidance, notes=notes,
-                         text_tokens=text_tokens, image_tokens=image_tokens, output_shape=output_shape,
-                         blocks=blocks, builder=builder))
+    MORE_FAMILIES.append(dict(name=name, pipeline_class_name=cls, call_kwargs=call_kwargs, guidance=guidance,
+                              notes=notes, text_tokens=text_tokens, image_tokens=image_tokens,
+                              output_shape=output_shape, blocks=blocks, builder=builder))
 
 
 _add("flux2", "Flux2Pipeline", "none",
@@ -128,7 +131,7 @@ _add("easyanimate", "EasyAnimatePipeline", "batched",
      output_shape=(1, 5, 32, 32, 3), text_tokens=256, image_tokens=48)
 
 _TORCHVISION = "needs torchvision (the PyPI wheel for torch 2.13 does not load against the CPU build)"
-SKIPPED_FAMILIES.update({
+MORE_SKIPPED = {
     "qwenimage21": f"QwenImage21Pipeline's processor is a Qwen3VLProcessor; its video processor {_TORCHVISION}.",
     "longcat-image": f"LongCatImagePipeline's text_processor is a Qwen2VLProcessor; its video processor "
                      f"{_TORCHVISION}.",
@@ -137,4 +140,4 @@ SKIPPED_FAMILIES.update({
     "kandinsky6": f"Kandinsky6TI2VAPipeline's tokenizer is a Qwen2_5_VLProcessor; its video processor {_TORCHVISION}.",
     "cosmos": "Cosmos pipelines loaded without a safety checker build CosmosSafetyChecker(), which needs the "
               "cosmos_guardrail package, whose guardrail models come from the hub.",
-})
+}
