@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 
 import study_helpers  # noqa: E402
 
+from magcache_cli.profile.io import load_profile  # noqa: E402
 from magcache_cli.profile.plan import equal_pass_steps  # noqa: E402
-from magcache_cli.profile.schema import load_profile  # noqa: E402
 from magcache_cli.quality import compare as quality  # noqa: E402
 from magcache_cli.quality import tune  # noqa: E402
 from magcache_cli.quality.metrics import measure  # noqa: E402

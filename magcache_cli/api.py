@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 
 from magcache_cli.core.stacks import find_denoisers
+from magcache_cli.profile.io import load_profile as _load_profile_file
 from magcache_cli.profile.plan import settings_from
 from magcache_cli.profile.resolve import resolve_profile
 from magcache_cli.profile.schema import Profile
-from magcache_cli.profile.schema import load_profile as _load_profile_file
 from magcache_cli.runner.cache import (
     _ATTR,
     MagCache,
@@ -71,6 +71,6 @@ def calibrate(pipe, prompts: list[str] | str, seeds: list[int] | int = 0, *, mod
 
 def save_profile(profile: Profile, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a profile atomically (refuses to overwrite unless `overwrite=True`)."""
-    from magcache_cli.profile.schema import save_profile as _save
+    from magcache_cli.profile.io import save_profile as _save
 
     return _save(profile, path, overwrite=overwrite)

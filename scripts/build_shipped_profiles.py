@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from magcache_cli.profile.convert import profile_from_curves  # noqa: E402
-from magcache_cli.profile.schema import save_profile  # noqa: E402
+from magcache_cli.profile.io import save_profile  # noqa: E402
 
 DEFAULT_JSON = ROOT.parent / "shared" / "reference-ratios.json"
 

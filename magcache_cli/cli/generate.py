@@ -61,7 +61,7 @@ def calibrate(
 
         magcache calibrate --model black-forest-labs/FLUX.1-dev --steps 28 -p "a cat playing chess" -s 0 -s 1 --out flux.yaml
     """
-    from magcache_cli.profile.schema import save_profile
+    from magcache_cli.profile.io import save_profile
     from magcache_cli.runner.calibrate import calibrate as run_calibration
     from magcache_cli.runner.loading import (
         build_call_kwargs,

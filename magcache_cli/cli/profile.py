@@ -177,7 +177,7 @@ def profile_import(
         parse_ratios,
         read_ratios_file,
     )
-    from magcache_cli.profile.schema import dump_profile, save_profile
+    from magcache_cli.profile.io import dump_profile, save_profile
 
     console.set_json(json_)
     if (ratios is None) == (ratios_file is None):

@@ -140,7 +140,7 @@ def tune(
         magcache tune --profile flux.yaml --min-psnr 35 -p "a cat playing chess" -s 0 -s 1 --steps 28
     """
     from magcache_cli.errors import MagCacheError
-    from magcache_cli.profile.schema import load_profile, save_profile
+    from magcache_cli.profile.io import load_profile, save_profile
     from magcache_cli.quality.tune import (
         DEFAULT_MAX_SKIPS,
         DEFAULT_RETENTIONS,

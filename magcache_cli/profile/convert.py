@@ -13,7 +13,15 @@ from typing import Any
 
 from magcache_cli.errors import ProfileError, UsageError
 from magcache_cli.profile.diff import curve_difference
-from magcache_cli.profile.schema import Defaults, Profile, profile_from_dict
+from magcache_cli.profile.schema import (
+    BranchCurves,
+    Calibration,
+    Defaults,
+    ModelInfo,
+    Profile,
+    SchedulerInfo,
+    validated,
+)
 
 PAD_MODES = ("auto", "add", "present")
 
@@ -126,21 +134,20 @@ def profile_from_curves(
     """
     base = Defaults()
     first = next(iter(curves.values()), [])
-    data = {
-        "schema_version": 1,
-        "model": {"id": model, "revision": revision, "pipeline_class": pipeline_class,
-                  "transformer_class": transformer_class, "config_fingerprint": None, "stack": []},
-        "scheduler": {"class": scheduler_class, "config": {}},
-        "calibration": {"steps": len(first),
-                        "guidance_mode": guidance_mode or ("none" if list(curves) == ["main"] else "sequential")},
-        "source": source,
-        "branches": {label: {"ratios": [float(v) for v in c]} for label, c in curves.items()},
-        "defaults": {"threshold": base.threshold if threshold is None else threshold,
-                     "max_skip_steps": base.max_skip_steps if max_skip_steps is None else max_skip_steps,
-                     "retention_ratio": base.retention_ratio if retention_ratio is None else retention_ratio},
-    }
+    profile = Profile(
+        model=ModelInfo(id=model, revision=revision, pipeline_class=pipeline_class,
+                        transformer_class=transformer_class),
+        scheduler=SchedulerInfo(class_name=scheduler_class),
+        calibration=Calibration(steps=len(first),
+                                guidance_mode=guidance_mode or ("none" if list(curves) == ["main"] else "sequential")),
+        source=source,
+        branches={label: BranchCurves(ratios=[float(v) for v in c]) for label, c in curves.items()},
+        defaults=Defaults(threshold=base.threshold if threshold is None else threshold,
+                          max_skip_steps=base.max_skip_steps if max_skip_steps is None else max_skip_steps,
+                          retention_ratio=base.retention_ratio if retention_ratio is None else retention_ratio),
+    )
     try:
-        return profile_from_dict(data)
+        return validated(profile)
     except ProfileError as e:
         raise ProfileError(e.message, hint="check the ratios and the metadata options", field=e.field) from e
 

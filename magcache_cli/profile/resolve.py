@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from magcache_cli.errors import ProfileError
-from magcache_cli.profile.schema import Profile, load_profile
+from magcache_cli.profile.io import load_profile
+from magcache_cli.profile.schema import Profile
 
 PROFILE_PATH_ENV = "MAGCACHE_PROFILE_PATH"
 PROFILE_SUFFIXES = (".yaml", ".yml")

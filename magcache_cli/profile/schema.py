@@ -1,128 +1,189 @@
-"""The on-disk profile (schema v1): load, validate, render canonically, save atomically.
+"""The on-disk profile (schema v1), declared once: the dataclasses below carry, per field, its file key, kind,
+whether it is required and its documentation. Validation, canonical key order, `profile_to_dict` and the field
+tables of docs/profile-format.md (`field_tables`) all come from that one declaration.
 
-Validation is strict: unknown keys, wrong types, non-finite numbers and inconsistent curve lengths are
-errors that name the dotted field path. See docs/profile-format.md for the field reference.
+Validation is strict: unknown keys, wrong types, non-finite numbers and inconsistent curve lengths are errors
+that name the dotted field path. YAML text and files are in `profile/io.py`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from magcache_cli.errors import ProfileError
-from magcache_cli.types import Choice, GuidanceMode
+from magcache_cli.types import GuidanceMode
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 GUIDANCE_MODES = GuidanceMode.values()
-CURVE_KEYS = ("ratios", "ratio_std", "cos_dist", "run_std")
 LABEL_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
-HEADER = "# magcache profile — edit defaults freely; regenerate curves with `magcache calibrate`\n"
-DECIMALS = 5
 _FIX_HINT = "fix the field in the file, or regenerate the profile with `magcache calibrate`"
 
-# Top-level keys in canonical order, and the fields of each section as (key, kind, required). Kinds are checked
-# by `_Checker.value`; a trailing "?" allows null. An absent optional key reads as null, [] or {} by its kind.
-_TOP = ("schema_version", "model", "scheduler", "calibration", "source", "branches", "defaults")
-_TOP_REQUIRED = ("schema_version", "model", "calibration", "branches", "defaults")
-_SECTIONS: dict[str, tuple[tuple[str, str, bool], ...]] = {
-    "model": (
-        ("id", "str", True), ("revision", "str?", False), ("pipeline_class", "str", True),
-        ("transformer_class", "str", True), ("config_fingerprint", "fingerprint?", False),
-        ("stack", "[str]", False), ("components", "{str}", False),
-    ),
-    "scheduler": (("class", "str?", False), ("config", "map", False)),
-    "calibration": (
-        ("steps", "int1", True), ("guidance_mode", "mode", True), ("guidance_scale", "num?", False),
-        ("height", "int1?", False), ("width", "int1?", False), ("num_frames", "int1?", False),
-        ("negative_prompt", "str?", False), ("call_args", "map", False), ("inputs", "[input]", False),
-        ("prompts", "[str]", False), ("seeds", "[int0]", False), ("dtype", "str?", False), ("device", "str?", False),
-        ("created", "time?", False), ("versions", "{str}", False),
-    ),
-    "input": (("arg", "str", True), ("path", "str?", True), ("sha256", "sha256", True), ("kind", "media", True),
-              ("width", "int1", True), ("height", "int1", True), ("frames", "int1?", False)),  # provenance only
-    "defaults": (("threshold", "num0", True), ("max_skip_steps", "int0", True),
-                 ("retention_ratio", "retention", True), ("tuned", "map?", False)),
-}
+
+def _f(kind: str, doc: str, *, required: bool = False, key: str | None = None, factory=None,
+       omit_empty: bool = False):
+    """One declared field. `kind` is what the file may hold (checked by `_Checker.value`; a trailing `?` allows
+    null); `key` is the file's name for it when it differs from the attribute; `omit_empty` leaves an empty
+    value out of the written file (so profiles without that feature stay as they were)."""
+    meta = {"kind": kind, "doc": doc, "required": required, "key": key, "omit_empty": omit_empty}
+    if required:
+        return field(metadata=meta)
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=None, metadata=meta)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ModelInfo:
-    id: str
-    pipeline_class: str
-    transformer_class: str
-    revision: str | None = None
-    config_fingerprint: str | None = None
-    stack: list[str] = field(default_factory=list)
-    components: dict[str, str] = field(default_factory=dict)
+    id: str = _f("str", "Hub id or local path, as the user gave it.", required=True)
+    revision: str | None = _f("str?", "Hub revision (branch, tag or commit), if one was given.")
+    pipeline_class: str = _f("str", "e.g. `FluxPipeline`.", required=True)
+    transformer_class: str = _f("str", "e.g. `FluxTransformer2DModel`.", required=True)
+    config_fingerprint: str | None = _f(
+        "fingerprint?", "16 lowercase hex characters: the first 16 of the sha256 of the transformer config as "
+        "JSON (`sort_keys=True`, keys starting with `_` dropped). Detects a profile used with a different "
+        "architecture.")
+    stack: list[str] = _f("[str]", "The block lists whose residual is cached, e.g. "
+                          "`[transformer_blocks, single_transformer_blocks]`. May be empty for imported profiles.",
+                          factory=list)
+    components: dict[str, str] = _f("{str}", "Extra components loaded next to the weights (`--component "
+                                    "NAME=ID_OR_DIR`), e.g. `{controlnet: ./flux-canny}`. Left out when empty.",
+                                    factory=dict, omit_empty=True)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SchedulerInfo:
-    class_name: str | None = None  # `class` in the file
-    config: dict[str, Any] = field(default_factory=dict)
+    class_name: str | None = _f("str?", "Scheduler class, e.g. `FlowMatchEulerDiscreteScheduler`.", key="class")
+    config: dict[str, Any] = _f("map", "The timestep-shaping keys of the scheduler config (`shift`, "
+                                "`use_dynamic_shifting`, ...). Free-form YAML scalars, lists and mappings.",
+                                factory=dict)
 
 
-@dataclass
+@dataclass(kw_only=True)
+class InputFile:
+    """One file a calibration read for a call argument: what it was, never its pixels."""
+
+    arg: str = _f("str", "The call argument (`image`, `mask_image`, `control_image`, `video`, ...).", required=True)
+    path: str | None = _f("str?", "The path as given; null for an in-memory image handed to the Python API (its "
+                          "`sha256` is then over `MODE:WxH:` and the pixels).", required=True)
+    sha256: str = _f("sha256", "sha256 of the file (of a frame folder: its files' names and bytes in name order).",
+                     required=True)
+    kind: str = _f("media", "`image` or `video`.", required=True)
+    width: int = _f("int1", "Width in pixels.", required=True)
+    height: int = _f("int1", "Height in pixels.", required=True)
+    frames: int | None = _f("int1?", "Frames, for a video. Left out for images.", omit_empty=True)
+
+
+@dataclass(kw_only=True)
 class Calibration:
-    steps: int
-    guidance_mode: str
-    guidance_scale: float | None = None
-    height: int | None = None
-    width: int | None = None
-    num_frames: int | None = None
-    negative_prompt: str | None = None
-    call_args: dict[str, Any] = field(default_factory=dict)
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-    prompts: list[str] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
-    dtype: str | None = None
-    device: str | None = None
-    created: str | None = None
-    versions: dict[str, str] = field(default_factory=dict)
+    steps: int = _f("int1", "Number of denoising steps measured; every curve has exactly this many values.",
+                    required=True)
+    guidance_mode: str = _f(
+        "mode", "`none`: one transformer call per step (guidance-distilled or no CFG). `sequential`: one call per "
+        "branch per step. `batched`: one call per step with the branches stacked in the batch.", required=True)
+    guidance_scale: float | None = _f("num?", "The guidance scale the curves were measured at.")
+    height: int | None = _f("int1?", "Output height.")
+    width: int | None = _f("int1?", "Output width.")
+    num_frames: int | None = _f("int1?", "Video models.")
+    negative_prompt: str | None = _f("text?", "An empty string is a valid negative prompt.")
+    call_args: dict[str, Any] = _f("map", "Other pipeline call arguments, e.g. `{true_cfg_scale: 4.0, strength: "
+                                   "0.5}`. Free-form YAML data only: images and videos go to `inputs`.",
+                                   factory=dict)
+    inputs: list[InputFile] = _f(
+        "[input]", "File inputs as provenance, never pixels: one entry per file (fields below). Several entries "
+        "with the same `arg` were passed as a list. `run` reuses a recorded file when it still exists with that "
+        "sha256. Left out when empty.", factory=list, omit_empty=True)
+    prompts: list[str] = _f("[text]", "Prompts used for calibration.", factory=list)
+    seeds: list[int] = _f("[int0]", "Seeds used for each prompt.", factory=list)
+    dtype: str | None = _f("str?", "e.g. `bfloat16`.")
+    device: str | None = _f("str?", "e.g. `NVIDIA H200`.")
+    created: str | None = _f("time?", "ISO 8601 UTC time, e.g. `'2026-11-26T12:00:00Z'` (an unquoted timestamp is "
+                             "accepted and kept as text).")
+    versions: dict[str, str] = _f("{str}", "Package versions, e.g. `{magcache: 0.1.0, diffusers: 0.42.1, torch: "
+                                  "2.13.0}`. Values are strings: quote versions YAML would read as numbers "
+                                  "(`'0.42'`).", factory=dict)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BranchCurves:
-    ratios: list[float]
-    ratio_std: list[float] | None = None
-    cos_dist: list[float] | None = None
-    run_std: list[float] | None = None
-    # [start, stop): the global steps this branch's denoiser runs (two-expert pipelines such as Wan 2.2);
-    # None means every step. Outside it the ratios are 1.0 placeholders.
-    active: list[int] | None = None
+    ratios: list[float] = _f(
+        "curve+", "Magnitude ratio per step: mean over tokens (and the branch's batch rows) of ‖r_t‖ / ‖r_{t−1}‖, "
+        "r = block-stack output minus input. Length `calibration.steps`; every value finite and > 0; `ratios[0]` "
+        "must be exactly `1.0` (step 0 has no previous residual).", required=True)
+    ratio_std: list[float] | None = _f("curve?", "Population std of the per-token ratio at each step. Same length, "
+                                       "finite, ≥ 0.")
+    cos_dist: list[float] | None = _f("curve?", "mean(1 − cos(r_t, r_{t−1})) per step. Same length, finite, ≥ 0.")
+    run_std: list[float] | None = _f("curve?", "Std of the ratio across calibration runs (prompts × seeds). Same "
+                                     "length, finite, ≥ 0.")
+    active: list[int] | None = _f(
+        "window?", "`[start, stop)`: the schedule positions the curves cover — the steps this branch's denoiser "
+        "runs in two-expert pipelines (Wan 2.2 hands over from `transformer` to `transformer_2`), or the steps a "
+        "calibration ran when the pipeline began mid-schedule (img2img, inpainting, video-to-video with "
+        "`strength` < 1 begin at `int(steps - steps * strength)` or so). Omitted: every step. Outside the window "
+        "the ratios are `1.0` placeholders and `ratios[start]` must be `1.0`. A run applies the skip rule, "
+        "retention included, to the steps it executes that the window covers, as if they were a run of its own; "
+        "steps it executes outside the window are computed and named in a warning.")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Defaults:
-    threshold: float = 0.06
-    max_skip_steps: int = 3
-    retention_ratio: float = 0.2
-    tuned: dict[str, Any] | None = None
+    threshold: float = field(default=0.06, metadata={
+        "kind": "num0", "required": True, "key": None,
+        "doc": "Accumulated error allowed before a step must be computed. `0` disables skipping."})
+    max_skip_steps: int = field(default=3, metadata={
+        "kind": "int0", "required": True, "key": None, "doc": "Most consecutive skipped steps (K)."})
+    retention_ratio: float = field(default=0.2, metadata={
+        "kind": "retention", "required": True, "key": None,
+        "doc": "Fraction of leading steps always computed: the first `int(retention_ratio · steps + 0.5)`."})
+    tuned: dict[str, Any] | None = _f("map?", "Free-form evidence written by a tuning command (grid, metrics, "
+                                      "chosen point).")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Profile:
-    model: ModelInfo
-    calibration: Calibration
-    branches: dict[str, BranchCurves]
-    defaults: Defaults = field(default_factory=Defaults)
-    scheduler: SchedulerInfo = field(default_factory=SchedulerInfo)
-    source: str | None = None
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = field(default=SCHEMA_VERSION, metadata={
+        "kind": "version", "required": True, "key": None,
+        "doc": "Must be `1`. A newer version is refused with a hint to upgrade magcache."})
+    model: ModelInfo = _f("section", "What was calibrated.", required=True)
+    scheduler: SchedulerInfo = _f("section", "The scheduler that shaped the timesteps.", factory=SchedulerInfo)
+    calibration: Calibration = _f("section", "How the curves were measured.", required=True)
+    source: str | None = _f("str?", "Where the numbers come from when they were not measured by `magcache "
+                            "calibrate`, e.g. `published by the MagCache authors, not re-measured here`. `null` "
+                            "for measured profiles.")
+    branches: dict[str, BranchCurves] = _f("branches", "Label → curves, at least one branch.", required=True)
+    defaults: Defaults = field(default_factory=Defaults, metadata={
+        "kind": "section", "required": True, "key": None,
+        "doc": "Skip settings used when the command line does not override them."})
+
+
+# the top-level sections that are mappings of declared fields
+SECTIONS: dict[str, type] = {"model": ModelInfo, "scheduler": SchedulerInfo, "calibration": Calibration,
+                             "defaults": Defaults}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    key: str  # the name in the file
+    attr: str  # the dataclass attribute
+    kind: str
+    required: bool
+    doc: str
+
+
+def schema_fields(cls: type) -> list[FieldSpec]:
+    """The declared fields of a section, in canonical (file) order."""
+    return [FieldSpec(f.metadata.get("key") or f.name, f.name, f.metadata["kind"], f.metadata["required"],
+                      f.metadata["doc"]) for f in dataclasses.fields(cls)]
 
 
 def config_fingerprint(config: Mapping) -> str:
@@ -155,20 +216,25 @@ def _time_text(v: Any) -> str:
     return v.isoformat() if isinstance(v, datetime.date) else v
 
 
-_SCALARS = {  # kind: (description, test, convert)
-    "str": ("a non-empty string", lambda v: isinstance(v, str) and v != "", str),
-    "int0": ("an integer >= 0", lambda v: _is_int(v) and v >= 0, int),
-    "int1": ("an integer >= 1", lambda v: _is_int(v) and v >= 1, int),
-    "num": ("a finite number", _is_num, float),
-    "num0": ("a finite number >= 0", lambda v: _is_num(v) and v >= 0, float),
-    "pos": ("a positive finite number", lambda v: _is_num(v) and v > 0, float),
-    "retention": ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1, float),
-    "mode": (f"one of {', '.join(GUIDANCE_MODES)}", lambda v: isinstance(v, str) and v in GUIDANCE_MODES, str),
-    "fingerprint": ("16 lowercase hex characters", lambda v: isinstance(v, str) and _HEX16.fullmatch(v), str),
-    "sha256": ("64 lowercase hex characters", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v), str),
-    "media": ("image or video", lambda v: v in ("image", "video"), str),
-    "time": ("a string (ISO 8601 time)", lambda v: isinstance(v, (str, datetime.date)) and v != "", _time_text),
+_SCALARS = {  # kind: (description, test, convert, type in the docs)
+    "str": ("a non-empty string", lambda v: isinstance(v, str) and v != "", str, "str"),
+    "text": ("a string", lambda v: isinstance(v, str), str, "str"),
+    "int0": ("an integer >= 0", lambda v: _is_int(v) and v >= 0, int, "int ≥ 0"),
+    "int1": ("an integer >= 1", lambda v: _is_int(v) and v >= 1, int, "int ≥ 1"),
+    "num": ("a finite number", _is_num, float, "float"),
+    "num0": ("a finite number >= 0", lambda v: _is_num(v) and v >= 0, float, "float ≥ 0"),
+    "pos": ("a positive finite number", lambda v: _is_num(v) and v > 0, float, "float > 0"),
+    "retention": ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1, float, "float in [0, 1)"),
+    "mode": (f"one of {', '.join(GUIDANCE_MODES)}", lambda v: isinstance(v, str) and v in GUIDANCE_MODES, str,
+             " \\| ".join(f"`{m}`" for m in GUIDANCE_MODES)),
+    "fingerprint": ("16 lowercase hex characters", lambda v: isinstance(v, str) and _HEX16.fullmatch(v), str, "str"),
+    "sha256": ("64 lowercase hex characters", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v), str,
+               "str"),
+    "media": ("image or video", lambda v: v in ("image", "video"), str, "`image` \\| `video`"),
+    "time": ("a string (ISO 8601 time)", lambda v: isinstance(v, (str, datetime.date)) and v != "", _time_text, "str"),
 }
+_DOC_TYPES = {"input": "mapping", "map": "mapping", "{str}": "mapping str → str", "section": "mapping", "branches": "mapping",
+              "version": "int", "curve+": "list[float]", "curve": "list[float]", "window": "[int, int]"}
 
 
 def _absent(kind: str) -> Any:
@@ -206,10 +272,14 @@ class _Checker:
                 raise self.fail(f"{fld}.{key}" if fld else key, "required key is missing")
         return v
 
-    def section(self, v: Any, name: str, fld: str | None = None) -> dict[str, Any]:
-        spec, fld = _SECTIONS[name], fld or name
-        d = self.mapping(v, fld, tuple(k for k, _, _ in spec), tuple(k for k, _, req in spec if req))
-        return {k: self.value(d[k], f"{fld}.{k}", kind) if k in d else _absent(kind) for k, kind, _ in spec}
+    def keys(self, v: Any, fld: str, cls: type) -> dict:
+        spec = schema_fields(cls)
+        return self.mapping(v, fld, tuple(f.key for f in spec), tuple(f.key for f in spec if f.required))
+
+    def section(self, v: Any, name: str, cls: type):
+        d = self.keys(v, name, cls)
+        return cls(**{f.attr: self.value(d[f.key], f"{name}.{f.key}", f.kind) if f.key in d else _absent(f.kind)
+                      for f in schema_fields(cls)})
 
     def value(self, v: Any, fld: str, kind: str) -> Any:
         if kind.endswith("?"):
@@ -224,9 +294,9 @@ class _Checker:
             return {k: self.value(x, f"{fld}.{k}", "str") for k, x in self.mapping(v, fld).items()}
         if kind == "map":
             return self.plain(self.mapping(v, fld), fld)
-        if kind == "input":  # frames: videos only
-            return {k: x for k, x in self.section(v, kind, fld).items() if x is not None or k != "frames"}
-        description, test, convert = _SCALARS[kind]
+        if kind == "input":
+            return self.section(v, fld, InputFile)
+        description, test, convert, _ = _SCALARS[kind]
         if not test(v):
             raise self.fail(fld, f"must be {description}, got {_show(v)}")
         return convert(v)
@@ -258,6 +328,32 @@ class _Checker:
                             hint=f"this magcache reads schema_version {supported}{newer}")
         return v
 
+    def branch(self, b: Any, where: str, steps: int) -> BranchCurves:
+        b = self.keys(b, where, BranchCurves)
+        out: dict[str, Any] = {}
+        for f in schema_fields(BranchCurves):
+            v = b.get(f.key)
+            if f.kind == "curve+":
+                out[f.attr] = self.curve(v, f"{where}.{f.key}", steps, "pos")
+                if out[f.attr][0] != 1.0:
+                    raise self.fail(f"{where}.{f.key}[0]",
+                                    f"must be 1.0 (step 0 has no previous residual), got {out[f.attr][0]!r}")
+            elif f.kind == "curve?":
+                out[f.attr] = None if v is None else self.curve(v, f"{where}.{f.key}", steps, "num0")
+            elif f.kind == "window?":
+                out[f.attr] = self.window(v, f"{where}.{f.key}", steps, out["ratios"])
+        return BranchCurves(**out)
+
+    def window(self, v: Any, fld: str, steps: int, ratios: list[float]) -> list[int] | None:
+        if v is None:
+            return None
+        ok = isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v) and 0 <= v[0] < v[1] <= steps
+        if not ok:
+            raise self.fail(fld, f"must be [start, stop] with 0 <= start < stop <= {steps}, got {_show(v)}")
+        if ratios[v[0]] != 1.0:
+            raise self.fail(f"{fld.rpartition('.')[0]}.ratios[{v[0]}]", "must be 1.0 (the denoiser's first step)")
+        return list(v)
+
 
 def profile_from_dict(data: dict, path: str | None = None) -> Profile:
     """Validate a parsed profile document and build a `Profile`.
@@ -272,178 +368,69 @@ def profile_from_dict(data: dict, path: str | None = None) -> Profile:
         raise c.fail(None, f"the profile must be a mapping of sections, got {_show(data)}")
     # The version first: a newer file's unknown keys are explained by its version.
     version = c.version(data["schema_version"]) if "schema_version" in data else SCHEMA_VERSION
-    top = c.mapping(data, "", _TOP, _TOP_REQUIRED)
-    model = ModelInfo(**c.section(top["model"], "model"))
-    s = c.section(top.get("scheduler", {}), "scheduler")
-    scheduler = SchedulerInfo(class_name=s["class"], config=s["config"])
-    calibration = Calibration(**c.section(top["calibration"], "calibration"))
-    source = c.value(top.get("source"), "source", "str?")
-
+    top = c.keys(data, "", Profile)
+    sections = {name: c.section(top.get(name, {}), name, cls) for name, cls in SECTIONS.items()}
     raw = c.mapping(top["branches"], "branches")
     if not raw:
         raise c.fail("branches", "at least one branch is required (e.g. `main`, or `cond` and `uncond`)")
     branches = {}
     for label, b in raw.items():
-        where = f"branches.{label}"
         if not is_valid_label(label):
-            raise c.fail(where, "invalid branch label: use letters, digits and _ . : - only")
-        b = c.mapping(b, where, (*CURVE_KEYS, "active"), ("ratios",))
-        ratios = c.curve(b["ratios"], f"{where}.ratios", calibration.steps, "pos")
-        if ratios[0] != 1.0:
-            raise c.fail(f"{where}.ratios[0]", f"must be 1.0 (step 0 has no previous residual), got {ratios[0]!r}")
-        extra = {
-            key: None if b.get(key) is None else c.curve(b[key], f"{where}.{key}", calibration.steps, "num0")
-            for key in CURVE_KEYS[1:]
-        }
-        active = _active_range(c, b.get("active"), f"{where}.active", calibration.steps, ratios)
-        branches[label] = BranchCurves(ratios=ratios, **extra, active=active)
-
-    defaults = Defaults(**c.section(top["defaults"], "defaults"))
-    return Profile(model=model, calibration=calibration, branches=branches, defaults=defaults,
-                   scheduler=scheduler, source=source, schema_version=version)
-
-
-def _active_range(c: _Checker, v: Any, fld: str, steps: int, ratios: list[float]) -> list[int] | None:
-    if v is None:
-        return None
-    ok = isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v) and 0 <= v[0] < v[1] <= steps
-    if not ok:
-        raise c.fail(fld, f"must be [start, stop] with 0 <= start < stop <= {steps}, got {_show(v)}")
-    if ratios[v[0]] != 1.0:
-        raise c.fail(f"{fld[:-len('active')]}ratios[{v[0]}]", "must be 1.0 (the denoiser's first step)")
-    return list(v)
-
-
-# ----------------------------------------------------------------------------------------- dict and text
+            raise c.fail(f"branches.{label}", "invalid branch label: use letters, digits and _ . : - only")
+        branches[label] = c.branch(b, f"branches.{label}", sections["calibration"].steps)
+    return Profile(schema_version=version, source=c.value(top.get("source"), "source", "str?"), branches=branches,
+                   **sections)
 
 
 def profile_to_dict(p: Profile) -> dict:
     """The profile as plain data, keys in schema order; optional curves that are None are left out."""
 
-    def section(obj: Any, name: str) -> dict:
-        attr = {"class": "class_name"}
-        return {k: copy.deepcopy(getattr(obj, attr.get(k, k))) for k, _, _ in _SECTIONS[name]
-                if (name, k) not in {("model", "components"), ("calibration", "inputs")} or getattr(obj, k)}
-
-    return {
-        "schema_version": p.schema_version,
-        "model": section(p.model, "model"),
-        "scheduler": section(p.scheduler, "scheduler"),
-        "calibration": section(p.calibration, "calibration"),
-        "source": p.source,
-        "branches": {
-            label: {key: list(getattr(b, key)) for key in (*CURVE_KEYS, "active") if getattr(b, key) is not None}
-            for label, b in p.branches.items()
-        },
-        "defaults": section(p.defaults, "defaults"),
-    }
-
-
-class _Flow(list):
-    """A list rendered on one line."""
-
-
-class _Dumper(yaml.SafeDumper):
-    def increase_indent(self, flow: bool = False, indentless: bool = False):
-        # Indent block sequences under their key, which reads better than PyYAML's default.
-        return super().increase_indent(flow, False)
-
-
-def _represent_list(dumper: yaml.SafeDumper, data: list):
-    # Curves and the stack on one line; other lists of numbers too; lists of strings one per line.
-    flow = isinstance(data, _Flow) or (
-        bool(data) and all(v is None or isinstance(v, (bool, int, float)) for v in data)
-    )
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
-
-
-_Dumper.add_representer(_Flow, _represent_list)
-_Dumper.add_representer(list, _represent_list)
-_Dumper.add_multi_representer(Choice, lambda dumper, v: dumper.represent_str(v.value))  # enums as their words
-
-
-def dump_profile(p: Profile) -> str:
-    """The canonical text: schema key order, curves on one line rounded to 5 decimals, a header comment.
-
-    The profile is validated first (ProfileError on invalid content). Saving, loading and saving again
-    gives byte-identical text.
-    """
-    data = profile_to_dict(profile_from_dict(profile_to_dict(p)))
-    data["model"]["stack"] = _Flow(data["model"]["stack"])
-    for curves in data["branches"].values():
-        for key, values in curves.items():
-            curves[key] = _Flow(round(v, DECIMALS) for v in values)
-    # One YAML document per top-level section, joined with blank lines, for readable diffs.
-    sections = [
-        yaml.dump({key: value}, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                  allow_unicode=True, width=1 << 30)
-        for key, value in data.items()
-    ]
-    text = HEADER + "\n".join(sections)
-    profile_from_dict(yaml.safe_load(text))  # e.g. a ratio below 5e-6 would round to an invalid 0.0
-    return text
-
-
-# ------------------------------------------------------------------------------------------------ files
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that also rejects duplicate mapping keys instead of keeping the last one."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+    def plain(obj: Any) -> dict:
+        out = {}
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if f.metadata.get("omit_empty") and not v:
                 continue
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) or key is None:
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+            if isinstance(v, list) and v and dataclasses.is_dataclass(v[0]):
+                v = [plain(x) for x in v]
+            out[f.metadata.get("key") or f.name] = copy.deepcopy(v)
+        return out
+
+    out = plain(p)
+    for name in SECTIONS:
+        out[name] = plain(out[name])
+    out["branches"] = {label: {k: list(v) for k, v in plain(b).items() if v is not None}
+                       for label, b in p.branches.items()}
+    return out
 
 
-def load_profile(path: str | os.PathLike) -> Profile:
-    """Read and validate a profile file. Every problem is a ProfileError carrying the path."""
-    path = Path(path)
-    if not path.is_file():
-        what = "is a directory, not a profile file" if path.is_dir() else "not found"
-        raise ProfileError(f"profile {what}: {path}", path=str(path),
-                           hint="check the path, or create a profile with `magcache calibrate --out PATH`")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: plain data only, never objects
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"cannot read profile {path}: {exc}", hint="check the file", path=str(path)) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        msg = f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}"
-        raise ProfileError(msg, hint="fix the YAML syntax", path=str(path)) from exc
-    return profile_from_dict(data, path=str(path))
+def validated(p: Profile) -> Profile:
+    """`p` checked against the schema (ProfileError naming the field otherwise), as a fresh copy."""
+    return profile_from_dict(profile_to_dict(p))
 
 
-def save_profile(p: Profile, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write the canonical text atomically (temp file in the same directory, then `os.replace`).
+# ------------------------------------------------------------------------------------------------- docs
 
-    Refuses to replace an existing file unless `overwrite=True`. Parent directories are created.
-    On any failure no partial file is left behind and an existing file is untouched.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise ProfileError(f"{path} already exists", hint="pass --force to overwrite it", path=str(path))
-    text = dump_profile(p)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+def _doc_type(kind: str) -> str:
+    null = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if kind.startswith("["):
+        text = f"list[{_doc_type(kind[1:-1])}]"
+    else:
+        text = _DOC_TYPES.get(kind) or _SCALARS[kind][3]
+    return f"{text} \\| null" if null else text
+
+
+def field_table(cls: type) -> str:
+    """The markdown field table of one section, as docs/profile-format.md shows it."""
+    rows = ["| key | type | required | meaning |", "|---|---|---|---|"]
+    for f in schema_fields(cls):
+        rows.append(f"| `{f.key}` | {_doc_type(f.kind)} | {'yes' if f.required else 'no'} | {f.doc} |")
+    return "\n".join(rows)
+
+
+def field_tables() -> dict[str, str]:
+    """Every section's field table, keyed as in the docs' `<!-- fields:NAME -->` markers."""
+    return {"top": field_table(Profile), **{name: field_table(cls) for name, cls in SECTIONS.items()},
+            "input": field_table(InputFile), "branch": field_table(BranchCurves)}

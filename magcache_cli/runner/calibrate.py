@@ -15,7 +15,17 @@ from magcache_cli.core.recording import RecordingHooks, branch_curves
 from magcache_cli.core.rule import few_step_note
 from magcache_cli.core.stacks import StackSpec, find_denoisers
 from magcache_cli.errors import MagCacheError
-from magcache_cli.profile.schema import Profile, config_fingerprint, profile_from_dict
+from magcache_cli.profile.schema import (
+    BranchCurves,
+    Calibration,
+    Defaults,
+    InputFile,
+    ModelInfo,
+    Profile,
+    SchedulerInfo,
+    config_fingerprint,
+    validated,
+)
 from magcache_cli.version import __version__
 from magcache_cli.runner.inputs import FileInput, split_call_args
 
@@ -57,10 +67,10 @@ class CalibrationResult:
         return out + ([few] if few else [])
 
 
-def scheduler_info(scheduler) -> dict[str, Any]:
+def scheduler_info(scheduler) -> SchedulerInfo:
     config = dict(getattr(scheduler, "config", {}) or {})
-    return {"class": type(scheduler).__name__,
-            "config": {k: _plain(config[k]) for k in TIMESTEP_KEYS if k in config and config[k] is not None}}
+    return SchedulerInfo(class_name=type(scheduler).__name__,
+                         config={k: _plain(config[k]) for k in TIMESTEP_KEYS if k in config and config[k] is not None})
 
 
 def _plain(v):
@@ -146,44 +156,27 @@ def calibrate(
             guidance_mode = mode
         order = [x for x in ("uncond", "cond") if x in local] if mode == "batched" else local
         for label in order:
-            branches[h.prefix + renames[label]] = curves[h.prefix + label]
+            branches[h.prefix + renames[label]] = BranchCurves(**curves[h.prefix + label])
         stack_paths += [h.prefix + p for p in h.spec.paths]
-    steps = len(next(iter(branches.values()))["ratios"])
+    steps = len(next(iter(branches.values())).ratios)
     config = dict(getattr(denoiser, "config", {}) or {})
-    data = {
-        "schema_version": 1,
-        "model": {
-            "id": model_id,
-            "revision": revision,
-            "pipeline_class": type(pipe).__name__,
-            "transformer_class": type(denoiser).__name__,
-            "config_fingerprint": config_fingerprint(config),
-            "stack": stack_paths,
-            "components": dict(components or {}),
-        },
-        "scheduler": scheduler_info(pipe.scheduler),
-        "calibration": {
-            "steps": steps,
-            "guidance_mode": guidance_mode,
-            "guidance_scale": call_kwargs.get("guidance_scale"),
-            "height": call_kwargs.get("height"),
-            "width": call_kwargs.get("width"),
-            "num_frames": call_kwargs.get("num_frames"),
-            "negative_prompt": call_kwargs.get("negative_prompt"),
-            "call_args": {k: v for k, v in plain_args.items() if k not in CALL_KEYS},
-            "inputs": [i.to_dict() for i in provenance],
-            "prompts": list(prompts),
-            "seeds": [int(s) for s in seeds],
-            "dtype": dtype,
-            "device": device,
-            "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-            "versions": versions(),
-        },
-        "source": None,
-        "branches": branches,
-        "defaults": {**DEFAULTS, **(defaults or {})},
-    }
-    profile = profile_from_dict(data)
+    profile = validated(Profile(
+        model=ModelInfo(id=model_id, revision=revision, pipeline_class=type(pipe).__name__,
+                        transformer_class=type(denoiser).__name__, config_fingerprint=config_fingerprint(config),
+                        stack=stack_paths, components=dict(components or {})),
+        scheduler=scheduler_info(pipe.scheduler),
+        calibration=Calibration(
+            steps=steps, guidance_mode=guidance_mode, guidance_scale=call_kwargs.get("guidance_scale"),
+            height=call_kwargs.get("height"), width=call_kwargs.get("width"),
+            num_frames=call_kwargs.get("num_frames"), negative_prompt=call_kwargs.get("negative_prompt"),
+            call_args={k: v for k, v in plain_args.items() if k not in CALL_KEYS},
+            inputs=[InputFile(**i.to_dict()) for i in provenance],
+            prompts=list(prompts), seeds=[int(s) for s in seeds], dtype=dtype, device=device,
+            created=datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            versions=versions()),
+        branches=branches,
+        defaults=Defaults(**{**DEFAULTS, **(defaults or {})}),
+    ))
     runs = len(prompts) * len(seeds)
     calls = sum(r.calls for h in used for r in h.reports)
     return CalibrationResult(profile, used[0].spec, wall, runs, calls, outputs)

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from magcache_cli.core.charts import ascii_chart
 from magcache_cli.errors import ProfileError, UsageError
 from magcache_cli.profile.convert import profile_from_curves, split_ratios
+from magcache_cli.profile.io import load_profile, save_profile
 from magcache_cli.profile.resolve import resolve_profile, shipped_dir
-from magcache_cli.profile.schema import load_profile, save_profile
 from magcache_cli.testing.helpers import invoke
 
 runner = CliRunner()

@@ -29,8 +29,8 @@ from typer.testing import CliRunner
 
 from magcache_cli.cli.app import app
 from magcache_cli.core.rule import SkipSettings
+from magcache_cli.profile.io import load_profile
 from magcache_cli.profile.plan import predict
-from magcache_cli.profile.schema import load_profile
 
 PROFILE = """\
 schema_version: 1

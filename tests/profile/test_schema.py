@@ -10,19 +10,17 @@ import math
 import pytest
 import yaml
 
-import magcache_cli.profile.schema as profile_mod
+import magcache_cli.profile.io as profile_mod
 from magcache_cli.errors import ProfileError
+from magcache_cli.profile.io import dump_profile, load_profile, save_profile
 from magcache_cli.profile.schema import (
     BranchCurves,
     Calibration,
     ModelInfo,
     Profile,
     config_fingerprint,
-    dump_profile,
-    load_profile,
     profile_from_dict,
     profile_to_dict,
-    save_profile,
 )
 
 
@@ -335,3 +333,26 @@ def test_docs_examples_are_valid_and_the_first_is_canonical():
     written, imported = (profile_from_dict(yaml.safe_load(b)) for b in blocks)
     assert dump_profile(written) == blocks[0]
     assert imported.source and list(imported.branches) == ["main"] and imported.calibration.steps == 28
+
+
+def test_docs_field_tables_are_generated_from_the_schema():
+    """docs/profile-format.md's field tables are the schema declaration's (scripts/gen_profile_docs.py)."""
+    import re
+    from pathlib import Path
+
+    from magcache_cli.profile.schema import field_tables
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "profile-format.md").read_text(encoding="utf-8")
+    found = dict(re.findall(r"<!-- fields:(\w+) -->\n(.*?)\n<!-- /fields -->", doc, re.S))
+    assert found == field_tables()
+    # every declared key appears in its table, in canonical order
+    assert [line.split("`")[1] for line in found["model"].splitlines()[2:]] == [
+        "id", "revision", "pipeline_class", "transformer_class", "config_fingerprint", "stack"]
+
+
+def test_empty_negative_prompt_and_prompt_are_valid():
+    data = valid()
+    data["calibration"]["negative_prompt"] = ""
+    data["calibration"]["prompts"] = ["", "a cat"]
+    p = profile_from_dict(data)
+    assert p.calibration.negative_prompt == "" and p.calibration.prompts == ["", "a cat"]

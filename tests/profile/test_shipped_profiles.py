@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from magcache_cli.profile.schema import load_profile
+from magcache_cli.profile.io import load_profile
 from magcache_cli.testing.helpers import invoke
 
 ROOT = Path(__file__).resolve().parents[2]

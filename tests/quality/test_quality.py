@@ -231,8 +231,8 @@ def test_demo_model_tuned_defaults_meet_the_issue_targets():
     PSNR >= 35 dB vs uncached, and digit-classifier adherence within 1 point of uncached. (The benchmark
     also checks them on 100 held-out runs; see docs/quality.md.)"""
     pytest.importorskip("sklearn")
+    from magcache_cli.profile.io import load_profile
     from magcache_cli.profile.plan import settings_from
-    from magcache_cli.profile.schema import load_profile
     from magcache_cli.quality import compare as quality
     from magcache_cli.runner.loading import LoadOptions, load_pipeline
     from magcache_cli.testing import digits
