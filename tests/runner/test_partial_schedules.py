@@ -18,6 +18,7 @@ from PIL import Image
 
 import magcache_cli as magcache
 from magcache_cli.errors import InputError
+from magcache_cli.profile.schema import InputFile
 from magcache_cli.runner.calibrate import calibrate as calibrate_run
 from magcache_cli.runner.inputs import read_input
 from magcache_cli.runner.run import run
@@ -135,8 +136,8 @@ def test_partial_calibration_records_its_window_and_a_lower_start_computes_the_r
     for b in prof.branches.values():
         assert b.active == [4, N] and b.ratios[4] == 1.0 and b.ratios[:4] == [1.0] * 4
     assert prof.calibration.call_args["strength"] == 0.5
-    assert prof.calibration.inputs == [{"arg": "image", "path": str(picture), "kind": "image", "width": 32,
-                                        "height": 32, "sha256": hashlib.sha256(picture.read_bytes()).hexdigest()}]
+    assert prof.calibration.inputs == [InputFile(arg="image", path=str(picture), kind="image", width=32,
+                                                 height=32, sha256=hashlib.sha256(picture.read_bytes()).hexdigest())]
     assert "image" not in prof.calibration.call_args
 
     from magcache_cli.core.rule import SkipSettings
@@ -160,7 +161,7 @@ def test_in_memory_images_get_a_provenance_and_unstorable_arguments_fail_before_
     prof = magcache.calibrate(img2img, ["a cat"], seeds=[0], image=img, strength=0.5, **KW)
     (entry,) = prof.calibration.inputs
     pixels = hashlib.sha256(b"RGB:32x32:" + img.tobytes()).hexdigest()
-    assert entry == {"arg": "image", "path": None, "sha256": pixels, "kind": "image", "width": 32, "height": 32}
+    assert entry == InputFile(arg="image", path=None, sha256=pixels, kind="image", width=32, height=32)
 
     calls = []
     handle = base.transformer.register_forward_pre_hook(lambda *a: calls.append(1))
