@@ -51,3 +51,13 @@ class InputError(MagCacheError):
     def __init__(self, message: str, hint: str | None = None, arg: str | None = None):
         super().__init__(message, hint)
         self.arg = arg
+
+
+class DistributedError(MagCacheError):
+    """A job spread over several processes cannot go on: a rank failed (`rank`, `remote=True` on the ranks
+    that learned of it from another), contact was lost, or the launch environment is inconsistent."""
+
+    def __init__(self, message: str, hint: str | None = None, rank: int | None = None, remote: bool = False):
+        super().__init__(message, hint)
+        self.rank = rank
+        self.remote = remote

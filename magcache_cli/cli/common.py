@@ -10,7 +10,7 @@ import traceback
 import typer
 
 from magcache_cli.cli import render as console
-from magcache_cli.errors import MagCacheError, UsageError
+from magcache_cli.errors import DistributedError, MagCacheError, UsageError
 
 DEMO_MODEL = "builtin:demo"
 DEMO_PROMPTS = ["a handwritten digit three", "a handwritten digit seven"]
@@ -23,7 +23,12 @@ def boundary(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except BaseException as e:
+                if stop_ranks(e):  # rank 0 prints the job's one line
+                    raise typer.Exit(1) from None
+                raise
         except MagCacheError as e:
             if debug["on"]:
                 traceback.print_exc()
@@ -96,3 +101,65 @@ def demo_defaults(steps, guidance_scale, height, width):
 
     return (steps or DEMO_CALL["num_inference_steps"], guidance_scale or DEMO_CALL["guidance_scale"],
             height or DEMO_CALL["height"], width or DEMO_CALL["width"])
+
+
+# ------------------------------------------------------------------------------------- several processes
+
+_ranks: dict = {"exchange": None}  # the running command's ranks, for the error boundary
+
+
+def start_ranks(device: str, context_parallel: str | None = None):
+    """The exchange of this command's ranks: under torchrun / accelerate launch (WORLD_SIZE > 1) the process
+    group is initialised here, NCCL on cuda:LOCAL_RANK or gloo on CPU; alone, an exchange that does nothing.
+    `--context-parallel` is checked before any model is loaded."""
+    from magcache_cli.core.distributed import Exchange, RankInfo, init_process_group, rank_info, timeout_s
+    from magcache_cli.runner.loading import resolve_device
+    from magcache_cli.runner.shard import ContextParallel, check_context_parallel
+
+    info = rank_info()
+    accelerator = resolve_device(device) == "cuda"
+    cp = None
+    if context_parallel is not None:
+        try:
+            cp = ContextParallel.parse(context_parallel)
+        except ValueError as e:
+            raise UsageError(str(e).replace("context_parallel", "--context-parallel"),
+                             hint="e.g. --context-parallel ulysses=2") from None
+        check_context_parallel(cp, info, accelerator)
+    init_process_group(info, accelerator, timeout_s())
+    exchange = Exchange(info, RankInfo() if cp else info)
+    exchange.context_parallel = cp
+    _ranks["exchange"] = exchange
+    if info.distributed:
+        import atexit
+
+        atexit.register(exchange.close)  # after rank 0 printed the error line, if any
+    return exchange
+
+
+def one_line(e: BaseException) -> str:
+    """What another rank's error line says about a failure on this rank."""
+    if isinstance(e, MagCacheError):
+        return str(e)
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def stop_ranks(e: BaseException) -> bool:
+    """The error boundary's part in a job of several processes: tell the other ranks that this one failed
+    (they stop at their next exchange), unless they told this one. True on ranks other than 0, which exit 1
+    without printing: rank 0 prints the job's one error line."""
+    exchange = _ranks["exchange"]
+    if exchange is None or not exchange.info.distributed or isinstance(e, (KeyboardInterrupt, typer.Exit)):
+        return False
+    if not (isinstance(e, DistributedError) and e.remote):
+        exchange.fail(one_line(e))
+    return not exchange.info.is_main
+
+
+def enable_context_parallel(pipe, exchange) -> None:
+    if getattr(exchange, "context_parallel", None) is not None:
+        from magcache_cli.core.stacks import find_denoisers
+        from magcache_cli.runner.shard import enable_context_parallel as enable
+
+        enable(pipe, exchange.context_parallel, find_denoisers(pipe))

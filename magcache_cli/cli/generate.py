@@ -17,9 +17,11 @@ from magcache_cli.cli.common import (
     call_setup,
     check_policy,
     demo_defaults,
+    enable_context_parallel,
     load_pipe,
     progress_bar,
     skip_settings,
+    start_ranks,
 )
 from magcache_cli.errors import UsageError
 
@@ -50,6 +52,7 @@ def calibrate(
     allow_pickle: o.AllowPickle = False,
     trust_remote_code: o.TrustRemoteCode = False,
     compile_: o.Compile = "none",
+    context_parallel: o.ContextParallel = None,
     json_: o.Json = False,
 ) -> None:
     """Measure a model's per-branch magnitude-ratio curves and write a profile.
@@ -81,7 +84,9 @@ def calibrate(
     seeds = seed or [0]
     if model == DEMO_MODEL:
         steps, guidance_scale, height, width = demo_defaults(steps, guidance_scale, height, width)
+    ranks = start_ranks(device, context_parallel)
     pipe, dev, dt = load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code)
+    enable_context_parallel(pipe, ranks)
     apply_compile(pipe, compile_)
     kwargs = build_call_kwargs(pipe, steps=steps, guidance_scale=guidance_scale, negative_prompt=negative_prompt,
                                height=height, width=width, num_frames=num_frames, extra=parse_set(set_))
@@ -89,13 +94,18 @@ def calibrate(
                                    ("retention_ratio", retention_ratio)) if v is not None}
     n_steps = kwargs.get("num_inference_steps") or 50
     with progress_bar(len(prompts) * len(seeds), n_steps, "Calibrating") as bar:
+        ranks.on_remote = bar.advance
         result = run_calibration(
             pipe, prompts, seeds, kwargs, model_id=model, revision=revision, dtype=str(dt).removeprefix("torch."),
             device=device_name(dev), defaults=defaults,
-            on_step=lambda _: bar.advance(),
+            on_step=lambda _: (bar.advance(), ranks.tick()),
             on_run=lambda i, p, s: bar.describe(f"Calibrating {i + 1}/{len(prompts) * len(seeds)} (seed {s})"),
+            exchange=ranks,
         )
-    path = save_profile(result.profile, out, overwrite=force)
+    path = save_profile(result.profile, out, overwrite=force) if ranks.info.is_main else out
+    ranks.finish()  # every rank ends with rank 0's write; only rank 0 prints
+    if not ranks.info.is_main:
+        return
     console.render_calibration(result, str(path))
     if json_:
         from magcache_cli.profile.schema import profile_to_dict
@@ -143,6 +153,7 @@ def run(
     allow_pickle: o.AllowPickle = False,
     trust_remote_code: o.TrustRemoteCode = False,
     compile_: o.Compile = "none",
+    context_parallel: o.ContextParallel = None,
     json_: o.Json = False,
 ) -> None:
     """Generate with step skipping driven by a profile, per guidance branch.
@@ -156,6 +167,7 @@ def run(
     from magcache_cli.api import load_profile
     from magcache_cli.runner import outputs
     from magcache_cli.runner.run import run as run_cached
+    from magcache_cli.runner.shard import merge_run
 
     console.set_json(json_)
     branch_policy = check_policy(branch_policy)
@@ -163,8 +175,12 @@ def run(
     settings = skip_settings(prof, threshold, max_skip_steps, retention_ratio)  # bad values fail before loading
     if not (prompt or prompts_file or prof.calibration.prompts):
         raise UsageError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
+    ranks = start_ranks(device, context_parallel)
+    if compare and ranks.info.distributed:
+        raise UsageError("--compare runs in one process", hint="start it without torchrun or accelerate launch")
     pipe, _, _ = load_pipe(model or prof.model.id, revision or (None if model else prof.model.revision), variant,
                        dtype, device, offload, allow_pickle, trust_remote_code)
+    enable_context_parallel(pipe, ranks)
     apply_compile(pipe, compile_)
     prompts, seeds, kwargs = call_setup(prof, prompt, prompts_file, seed, steps, guidance_scale, negative_prompt,
                                          height, width, num_frames, set_, pipe, all_prompts=False)
@@ -176,11 +192,20 @@ def run(
         return run_compare(pipe, prof, prompts, seeds, kwargs, settings, branch_policy, output, json_, force)
     n = kwargs["num_inference_steps"]
     with progress_bar(len(prompts) * len(seeds), n, "Generating") as bar:
+        ranks.on_remote = bar.advance
         result = run_cached(pipe, prompts, seeds, kwargs, profile=None if no_cache else prof, settings=settings,
-                            policy=branch_policy, no_cache=no_cache, force=force, on_step=lambda _: bar.advance(),
-                            on_run=lambda i, p, s: bar.describe(f"Generating {i + 1}/{len(prompts) * len(seeds)}"))
-    paths = [str(outputs.save(out, p)) for out, p in
-             zip(result.outputs, outputs.output_paths(output, result.prompts_seeds, prompts))]
+                            policy=branch_policy, no_cache=no_cache, force=force,
+                            on_step=lambda _: (bar.advance(), ranks.tick()),
+                            on_run=lambda i, p, s: bar.describe(f"Generating {i + 1}/{len(prompts) * len(seeds)}"),
+                            exchange=ranks)
+    # names from the whole prompt × seed list: each rank writes its share under the names one process uses
+    targets = outputs.output_paths(output, [(p, s) for p in prompts for s in seeds], prompts)
+    writes = ranks.context_parallel is None or ranks.info.is_main  # context-parallel ranks share each output
+    paths = [(i, str(outputs.save(out, targets[i]))) for i, out in zip(result.indices, result.outputs) if writes]
+    result, paths = merge_run(ranks, result, paths)
+    ranks.finish()
+    if not ranks.info.is_main:
+        return
     for w in result.warnings:
         console.warn(w)
     for note in result.notes:

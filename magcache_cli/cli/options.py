@@ -38,3 +38,5 @@ RetentionRatio = Annotated[Optional[float], typer.Option(help="Fraction of first
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; everything else goes to stderr.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")]
+
+ContextParallel = Annotated[Optional[str], typer.Option("--context-parallel", help="Split each sample's sequence across the torchrun ranks with diffusers' context parallelism: ulysses=N, ring=N, or both (ring=2,ulysses=2); N × M must equal the number of processes. GPUs only.", rich_help_panel=LOAD)]

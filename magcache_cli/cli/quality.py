@@ -13,8 +13,10 @@ from magcache_cli.cli.common import (
     boundary,
     call_setup,
     check_policy,
+    enable_context_parallel,
     load_pipe,
     skip_settings,
+    start_ranks,
 )
 from magcache_cli.errors import UsageError
 
@@ -126,6 +128,7 @@ def tune(
     offload: o.Offload = "none",
     allow_pickle: o.AllowPickle = False,
     trust_remote_code: o.TrustRemoteCode = False,
+    context_parallel: o.ContextParallel = None,
     json_: o.Json = False,
 ) -> None:
     """Find the fastest skip settings that meet a quality target, by measurement, and write them.
@@ -169,8 +172,10 @@ def tune(
     if out and dest.exists() and not force and not dry_run and dest.resolve() != Path(profile).resolve():
         raise UsageError(f"{dest} exists", hint="pass --force to overwrite it, or choose another --out")
     prof = load_profile(profile)
+    ranks = start_ranks(device, context_parallel)
     pipe, _, _ = load_pipe(model or prof.model.id, revision or (None if model else prof.model.revision), variant, dtype,
                        device, offload, allow_pickle, trust_remote_code)
+    enable_context_parallel(pipe, ranks)
     prompts, seeds, kwargs = call_setup(prof, prompt, prompts_file, seed, steps, guidance_scale, negative_prompt,
                                          height, width, num_frames, set_, pipe, all_prompts=True)
     n = len(prompts) * len(seeds)
@@ -178,11 +183,16 @@ def tune(
         def on_run(what: str) -> None:
             bar.describe(f"Tuning: {what}")
             bar.advance()
+            ranks.tick()
 
-        result = run_tune(pipe, prof, prompts, seeds, kwargs, target, grid, policy, on_run)
+        ranks.on_remote = bar.advance
+        result = run_tune(pipe, prof, prompts, seeds, kwargs, target, grid, policy, on_run, exchange=ranks)
     written = None
-    if result.chosen is not None and not dry_run:
+    if result.chosen is not None and not dry_run and ranks.info.is_main:
         written = str(save_profile(with_tuned_defaults(prof, result), dest, overwrite=True))
+    ranks.finish()  # every rank ends with rank 0's write; only rank 0 prints
+    if not ranks.info.is_main:
+        raise typer.Exit(0 if result.chosen is not None else 1)
     console.render_tune(result, show_all, written)
     if json_:
         console.emit_json(_tune_json(result, written))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from magcache_cli.core.branches import Assignment, assign_observed
+from magcache_cli.core.distributed import sequence_group, sharded_residual_stats
 from magcache_cli.core.hooks import StackHooks
 from magcache_cli.core.report import CallReport
 from magcache_cli.core.rule import residual_stats
@@ -46,11 +47,16 @@ class RecordingHooks(StackHooks):
     def _on_residual(self, residual: torch.Tensor) -> None:
         a = self.state.current
         record = self.records[-1]
+        # under context parallelism this rank holds a slice of the sequence: the statistics are those of all
+        # tokens, from every rank's per-token moments (the same numbers on every rank)
+        group = sequence_group(self.denoiser)
         for label, rows in zip(a.labels, a.rows):
             r = residual if rows is None else residual[rows]
             prev = self._prev.get(label)
             if prev is None or prev.shape != r.shape:
                 stats = (1.0, 0.0, 0.0)
+            elif group is not None:
+                stats = sharded_residual_stats(prev, r, group)
             else:
                 stats = residual_stats(prev, r)
             record.setdefault(self.prefix + label, {})[self.state.step] = stats

@@ -11,6 +11,7 @@ from typing import Any
 
 from magcache_cli.core import rule as ratios
 from magcache_cli.core.rule import effective_policy
+from magcache_cli.core.distributed import Exchange, local_exchange
 from magcache_cli.errors import MagCacheError
 from magcache_cli.profile.plan import equal_pass_steps, predict
 from magcache_cli.profile.schema import Profile
@@ -64,21 +65,32 @@ def _schedule_key(prediction: dict[str, Any]) -> tuple:
 
 
 def sweep(pipe, profile: Profile, ref: Reference, prompts, seeds, call_kwargs, settings_list: Sequence[ratios.SkipSettings],
-          policy: str = "joint", on_run: OnRun = None, metric: str = "psnr") -> list[Point]:
-    """Measure every setting, running each distinct skip schedule once; marks the Pareto front (passes vs metric)."""
+          policy: str = "joint", on_run: OnRun = None, metric: str = "psnr",
+          exchange: Exchange | None = None) -> list[Point]:
+    """Measure every setting, running each distinct skip schedule once; marks the Pareto front (passes vs metric).
+
+    With an `exchange` over several ranks, the distinct schedules are shared out and every rank gets all
+    measurements."""
     steps = ref.steps
     by_key: dict[tuple, Measured] = {}
-    points = []
+    keyed, todo = [], {}
     for s in settings_list:
         pred = predict(profile, steps, s, policy)
         key = _schedule_key(pred)
-        if key not in by_key:
+        keyed.append((s, key))
+        if key not in by_key and key not in todo:
             if pred.passes == pred.total:  # nothing skipped: exactly the reference
                 q = measure(ref.arrays, ref.arrays, ref.lpips)
                 sched = {lb: {"computed": list(range(steps)), "skipped": []} for lb in pred.flags}
                 by_key[key] = Measured(steps, ref.passes, ref.wall_s, q, sched)
             else:
-                by_key[key], _ = cached(pipe, profile, ref, prompts, seeds, call_kwargs, s, policy, on_run)
+                todo[key] = s
+    exchange = exchange or local_exchange()
+    mine = {key: cached(pipe, profile, ref, prompts, seeds, call_kwargs, s, policy, on_run)[0]
+            for _, (key, s) in exchange.sharded(list(todo.items()))}
+    by_key.update(exchange.union(mine))
+    points = []
+    for s, key in keyed:
         m = by_key[key]
         points.append(Point(s, key, m, ref.passes / m.passes if m.passes else float("inf"),
                             ref.wall_s / m.wall_s if m.wall_s else float("inf")))
@@ -184,9 +196,13 @@ class TuneResult:
 
 
 def tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any], target: Target,
-         grid: Grid = Grid(), policy: str = "joint", on_run: OnRun = None) -> TuneResult:
+         grid: Grid = Grid(), policy: str = "joint", on_run: OnRun = None,
+         exchange: Exchange | None = None) -> TuneResult:
     """Sweep the grid, pick the fewest-passes setting meeting `target` (None if none does), and measure
-    the fewer-steps baseline at every Pareto point's pass count."""
+    the fewer-steps baseline at every Pareto point's pass count.
+
+    With an `exchange` over several ranks, every rank runs the uncached reference and a share of the
+    distinct schedules and baselines; every rank gets the same result."""
     if not target.given():
         raise MagCacheError("no quality target", hint="pass --min-psnr, --min-ssim or --max-lpips")
     scorer, note = lpips_scorer()
@@ -196,7 +212,9 @@ def tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwar
     ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run, lpips=(scorer, note))
     runs = len(prompts) * len(seeds)
     n_runs = runs
-    points = sweep(pipe, profile, ref, prompts, seeds, call_kwargs, grid.settings(), policy, on_run, target.metric)
+    exchange = exchange or local_exchange()
+    points = sweep(pipe, profile, ref, prompts, seeds, call_kwargs, grid.settings(), policy, on_run, target.metric,
+                   exchange)
     n_runs += runs * sum(1 for p in distinct(points) if p.measured.passes < ref.passes)
     # a setting that skips nothing meets any target and saves nothing: never chosen
     ok = [p for p in distinct(points) if p.measured.passes < ref.passes and p.measured.quality.meets(**target.given())]
@@ -204,12 +222,13 @@ def tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwar
     wanted = {min(ref.steps, equal_pass_steps(p.measured.passes, ref.per_step))
               for p in distinct(points) if p.pareto or p is chosen}
     baselines: dict[int, Measured] = {}
-    for steps in sorted(wanted):
-        if steps == ref.steps:
-            baselines[steps] = Measured(steps, ref.passes, ref.wall_s, measure(ref.arrays, ref.arrays, ref.lpips))
-        else:
-            baselines[steps], _ = fewer_steps(pipe, ref, prompts, seeds, call_kwargs, steps, on_run)
-            n_runs += runs
+    if ref.steps in wanted:
+        baselines[ref.steps] = Measured(ref.steps, ref.passes, ref.wall_s, measure(ref.arrays, ref.arrays, ref.lpips))
+    fewer = sorted(wanted - {ref.steps})
+    baselines.update(exchange.union({steps: fewer_steps(pipe, ref, prompts, seeds, call_kwargs, steps, on_run)[0]
+                                     for _, steps in exchange.sharded(fewer)}))
+    baselines = dict(sorted(baselines.items()))
+    n_runs += runs * len(fewer)
     return TuneResult(ref, points, target, effective_policy(profile.calibration.guidance_mode, policy),
                       chosen, baselines, list(prompts), list(seeds), dict(call_kwargs), n_runs)
 

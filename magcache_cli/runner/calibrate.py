@@ -28,6 +28,8 @@ from magcache_cli.profile.schema import (
 )
 from magcache_cli.version import __version__
 from magcache_cli.runner.inputs import FileInput, split_call_args
+from magcache_cli.core.distributed import Exchange, local_exchange
+from magcache_cli.runner.shard import CalibrationRuns
 
 # Scheduler config keys that shape the timesteps (kept in the profile's provenance).
 TIMESTEP_KEYS = (
@@ -107,6 +109,7 @@ def calibrate(
     keep_outputs: bool = False,
     inputs: list[FileInput] | None = None,
     components: dict[str, str] | None = None,
+    exchange: Exchange | None = None,
 ) -> CalibrationResult:
     """Run the pipeline on every prompt × seed with recording hooks (no skipping) and build a Profile.
 
@@ -116,6 +119,9 @@ def calibrate(
     cannot hold is an InputError before anything runs. `components` (name -> id or folder) are recorded too.
     Steps are positions in the scheduler's full schedule: a pipeline that begins mid-schedule records its
     curves on [begin, steps) as each branch's `active` window.
+
+    With an `exchange` over several ranks (torchrun), this rank runs its share of the prompt × seed runs and
+    every rank gets the profile of all runs, equal to the one-process profile (see runner/shard.py).
     """
     plain_args, provenance = split_call_args(call_kwargs, inputs)
     if not prompts:
@@ -130,10 +136,11 @@ def calibrate(
                                prefix=denoiser_prefix(k, n)) for k, (n, _) in enumerate(denoisers)]
     all_hooks[0].on_step = on_step
     outputs, wall = [], 0.0
+    shares = CalibrationRuns(exchange or local_exchange(), all_hooks)
     with ExitStack() as stack:
         for h in all_hooks:
             stack.enter_context(h)
-        for i, (prompt, seed) in enumerate((p, s) for p in prompts for s in seeds):
+        for i, (prompt, seed) in shares.runs([(p, s) for p in prompts for s in seeds]):
             if on_run:
                 on_run(i, prompt, seed)
             for h in all_hooks:
@@ -143,6 +150,7 @@ def calibrate(
             wall += time.perf_counter() - t0
             if keep_outputs:
                 outputs.append(out)
+    wall = shares.merge(wall)
     used = [h for h in all_hooks if any(r.calls for r in h.reports)]
     if not used:
         raise MagCacheError(f"{type(pipe).__name__} never called its transformer",

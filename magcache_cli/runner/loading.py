@@ -109,10 +109,12 @@ def load_pipeline(opts: LoadOptions):
         raise LoadError(f"could not load {opts.model}: {text}", hint=hint) from e
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
+    # "cuda" is the current device (a torchrun rank's own, cuda:LOCAL_RANK); offloading must be told its index
+    target = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else device
     if opts.offload == "model":
-        pipe.enable_model_cpu_offload(device=device)
+        pipe.enable_model_cpu_offload(device=target)
     elif opts.offload == "sequential":
-        pipe.enable_sequential_cpu_offload(device=device)
+        pipe.enable_sequential_cpu_offload(device=target)
     else:
         pipe.to(device)
     return pipe, device, dtype

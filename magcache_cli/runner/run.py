@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from magcache_cli.core import rule as ratios
+from magcache_cli.core.distributed import Exchange, local_exchange
 from magcache_cli.core.report import CallReport
 from magcache_cli.core.rule import effective_policy
 from magcache_cli.core.stacks import StackSpec, find_denoisers
@@ -40,6 +41,7 @@ class RunResult:
         if not self.windows:
             return None
         return min(w[0] for w in self.windows.values()), max(w[1] for w in self.windows.values())
+    indices: list[int] = field(default_factory=list)  # of outputs in prompts × seeds (a rank's share differs)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -122,34 +124,39 @@ def run(
     force: bool = False,
     on_step: Callable[[int], None] | None = None,
     on_run: Callable[[int, str, int], None] | None = None,
+    exchange: Exchange | None = None,
 ) -> RunResult:
     """Generate every prompt × seed, skipping per the profile (or not at all with `no_cache`).
 
     The hooks are removed afterwards, also when the pipeline raises. A profile measured on another
-    transformer is refused unless `force`.
+    transformer is refused unless `force`. With an `exchange` over several ranks, only this rank's share of
+    the prompt × seed runs is generated (`prompts_seeds`, `indices`).
     """
-    pairs = [(p, s) for p in prompts for s in seeds]
+    exchange = exchange or local_exchange()
+    pairs, indices = [], []
     outputs, wall = [], 0.0
     steps = int(call_kwargs.get("num_inference_steps") or (profile.calibration.steps if profile else 0))
     name, denoiser = find_denoisers(pipe)[0]
     if no_cache or profile is None:
         counter = _CallCounter(denoiser)
         try:
-            for i, (prompt, seed) in enumerate(pairs):
+            for i, (prompt, seed) in exchange.sharded([(p, s) for p in prompts for s in seeds]):
                 if on_run:
                     on_run(i, prompt, seed)
                 t0 = time.perf_counter()
                 outputs.append(pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs))
                 wall += time.perf_counter() - t0
+                pairs.append((prompt, seed))
+                indices.append(i)
         finally:
             counter.remove()
-        return RunResult(steps, {}, counter.calls, counter.calls, wall, outputs, pairs,
+        return RunResult(steps, {}, counter.calls, counter.calls, wall, outputs, pairs, indices=indices,
                          notes=[n for n in [ratios.few_step_note(steps)] if n])
     settings = settings or settings_from(profile)
     cache = MagCache(pipe, profile, settings, policy, force)
     cache.hooks.on_step = on_step
     with cache:
-        for i, (prompt, seed) in enumerate(pairs):
+        for i, (prompt, seed) in exchange.sharded([(p, s) for p in prompts for s in seeds]):
             if on_run:
                 on_run(i, prompt, seed)
             for h in cache.all_hooks:
@@ -157,6 +164,8 @@ def run(
             t0 = time.perf_counter()
             outputs.append(pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs))
             wall += time.perf_counter() - t0
+            pairs.append((prompt, seed))
+            indices.append(i)
     reports = cache.reports
     schedule = _schedule_of(reports[0]) if reports else {}
     windows = {h.denoiser_name: r.window for h in cache.all_hooks for r in h.reports[-1:] if r.window}
@@ -178,4 +187,5 @@ def run(
         notes=[n for n in [ratios.few_step_note(reports[0].steps if reports else steps)] if n],
         settings=settings,
         policy=effective_policy(profile.calibration.guidance_mode, policy),
+        indices=indices,
     )
