@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Annotated, Optional
 
 import typer
 
-from magcache_cli.cli import generate, profile, quality, render
+from magcache_cli.cli import generate, profile, quality
 from magcache_cli.cli.common import debug as _debug
 from magcache_cli.version import __version__
 
@@ -39,8 +40,8 @@ def _main(
     if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
         log.addHandler(logging.NullHandler())
     log.propagate = False
-    if os.environ.get("RANK", "0").strip() not in ("", "0"):  # torchrun / accelerate: rank 0 speaks for all
-        render.set_quiet(True)
+    if os.environ.get("RANK", "0").strip() not in ("", "0") and not _debug["on"]:
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # torchrun / accelerate: rank 0 speaks for all ranks
 
 
 generate.register(app)

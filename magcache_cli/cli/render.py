@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import sys
@@ -24,7 +23,7 @@ from rich.table import Table
 from magcache_cli.core.charts import sparkline, timeline
 from magcache_cli.core.rule import few_step_note
 
-_state = {"json": False, "quiet": False}
+_state = {"json": False}
 _consoles: dict[bool, Console] = {}
 
 
@@ -33,14 +32,7 @@ def set_json(enabled: bool) -> None:
     _state["json"] = enabled
 
 
-def set_quiet(enabled: bool) -> None:
-    """Print nothing at all: the ranks other than 0 of a job started by torchrun (rank 0 speaks for all)."""
-    _state["quiet"] = enabled
-
-
 def console() -> Console:
-    if _state["quiet"]:
-        return Console(file=io.StringIO(), highlight=False)
     stderr = _state["json"]
     if stderr not in _consoles or _consoles[stderr].file is not (sys.stderr if stderr else sys.stdout):
         _consoles[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=False)
@@ -48,15 +40,11 @@ def console() -> Console:
 
 
 def emit_json(obj: Any) -> None:
-    if _state["quiet"]:
-        return
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
 
 
 def error(message: str) -> None:
-    if _state["quiet"]:
-        return
     # escape: a message may hold brackets that are not markup, e.g. pip install 'magcache-cli[plot]'
     Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {escape(message)}", markup=True, soft_wrap=True)
 
