@@ -61,3 +61,7 @@ class DistributedError(MagCacheError):
         super().__init__(message, hint)
         self.rank = rank
         self.remote = remote
+
+
+class OutputError(MagCacheError):
+    """A pipeline output holds nothing that can be saved as an image or a video."""

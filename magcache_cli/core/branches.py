@@ -9,6 +9,12 @@ Three ways a pipeline runs guidance, and how each call is labelled:
   ``uncond``, the second ``cond``.
 * ``none``: one call per step, label ``main``.
 
+diffusers' guider objects (``pipe.guider``: CFG, APG, PAG, skip-layer guidance, ...) name each pass
+``pred_<branch>`` in ``cache_context``; `context_label` maps those names onto the same contract:
+``pred_cond`` -> ``cond``, ``pred_uncond`` -> ``uncond``, and a guider's further passes keep stable labels of
+their own (``pred_cond_skip`` -> ``cond_skip``, ``pred_cond_seg`` -> ``cond_seg``), each with its own curve
+and state.
+
 A call is never split into branches other than by whole batch rows, so no state ever mixes two branches.
 """
 
@@ -19,6 +25,14 @@ from dataclasses import dataclass
 from magcache_cli.errors import BranchError
 
 BATCHED_ORDER = ("uncond", "cond")
+GUIDER_PREFIX = "pred_"
+
+
+def context_label(name: str | None) -> str | None:
+    """The branch label for a `cache_context` name: a guider's ``pred_<branch>`` is ``<branch>``."""
+    if name and name.startswith(GUIDER_PREFIX) and len(name) > len(GUIDER_PREFIX):
+        return name[len(GUIDER_PREFIX):]
+    return name
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from magcache_cli.core.branches import Assignment
+from magcache_cli.core.branches import Assignment, context_label
 from magcache_cli.core.positions import StepClock
 from magcache_cli.core.proxies import Probe, Replay, Tap, residual_of
 from magcache_cli.core.report import CallReport
@@ -33,6 +33,7 @@ from magcache_cli.core.stacks import (
     Observation,
     StackSpec,
     analyse,
+    batch_axis,
     set_submodule,
     unwrap_compiled,
 )
@@ -61,21 +62,46 @@ class _Patched:
         return getattr(type(twin), self._name).__get__(twin)
 
 
+class StepCalls:
+    """The denoiser calls made so far at the current schedule position, shared by the hooks of every model of
+    one pipeline: a second model that runs another pass of the same step (Ideogram 4's unconditional
+    transformer) continues the first model's call order, so call order labels its branch as with one model."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.position: object = None
+
+    def restart(self, position: object) -> None:
+        """Call order restarts at a new position; a second model arriving at the same position continues it."""
+        if position != self.position:
+            self.position, self.n = position, 0
+
+
 class StepState:
     """Where a pipeline call is: the step, the denoiser calls so far in it, their labels, the current call."""
 
-    def __init__(self) -> None:
+    def __init__(self, calls: StepCalls | None = None) -> None:
+        self.calls = calls or StepCalls()
         self.reset()
+
+    @property
+    def call_in_step(self) -> int:
+        return self.calls.n
+
+    @call_in_step.setter
+    def call_in_step(self, n: int) -> None:
+        self.calls.n = n
 
     def reset(self) -> None:
         self.step = 0
+        self.calls.restart(None)
         self.call_in_step = 0
         self.current: Assignment | None = None
         self.computing = True
 
-    def new_step(self, step: int) -> None:
+    def new_step(self, step: int, position: object = None) -> None:
         self.step = step
-        self.call_in_step = 0
+        self.calls.restart((step, position))
 
 
 class StackHooks:
@@ -85,10 +111,17 @@ class StackHooks:
     Install with `install()` (idempotent) and undo with `remove()`, or use it as a context manager.
     """
 
-    def __init__(self, pipe, denoiser_name: str = "transformer", prefix: str = ""):
+    def __init__(self, pipe, denoiser_name: str = "transformer", prefix: str = "",
+                 calls: StepCalls | None = None, gated: bool = False):
         self.pipe = pipe
         self.denoiser_name = denoiser_name
         self.prefix = prefix  # added to branch labels in reports and records ("transformer_2.")
+        # a model found among the pipeline's components (not its `transformer`) is a denoiser only for the calls
+        # it gets inside the denoising loop (after set_timesteps, before the last step): not a vocoder or a
+        # text connector called around it
+        self.gated = gated
+        self._in_loop = False
+        self._batch, self._sig = 1, ()  # the current call's batch size and main input shape
         self.denoiser: nn.Module = unwrap_compiled(getattr(pipe, denoiser_name))
         self.scheduler = pipe.scheduler
         self.spec: StackSpec | None = None
@@ -96,7 +129,7 @@ class StackHooks:
         self.warnings: list[str] = []
         self.on_step = None  # optional callback(steps done) once per denoising step
         self.last_mode = "sequential"
-        self.state = StepState()
+        self.state = StepState(calls)
         self.clock = StepClock(self.scheduler)
         self._notified = 0
         self._tap = Tap()
@@ -146,6 +179,7 @@ class StackHooks:
     def reset(self, steps: int | None = None) -> None:
         """Forget per-call state (step, accumulators, residual caches); keeps the found stack."""
         self.state.reset()
+        self._in_loop = False
         self._steps = steps or self._default_steps()
         self.clock.start(self._steps)
         self._notified = 0
@@ -223,6 +257,7 @@ class StackHooks:
             self.clock.timesteps_set()
             self.begin_call(self.clock.steps)
             self.clock.timesteps_set()  # begin_call restarted the clock: keep the schedule just set
+            self._in_loop = True
             return out
         return set_timesteps
 
@@ -230,7 +265,7 @@ class StackHooks:
         @functools.wraps(original)
         @contextmanager
         def cache_context(name, *args, **kwargs):
-            previous, self._context = self._context, name
+            previous, self._context = self._context, context_label(name)
             try:
                 with original(name, *args, **kwargs):
                     yield
@@ -253,12 +288,19 @@ class StackHooks:
         if self._report is None:
             self.begin_call()
         self._tap.clear()
+        st = self.state
+        if self.gated and not self._in_loop:
+            st.current = None  # called before the denoising loop (a text connector): not as a denoiser
+            return None
         x = next((v for v in (*args, *kwargs.values()) if torch.is_tensor(v) and v.is_floating_point()), None)
         batch = x.shape[0] if x is not None else 1
-        st = self.state
+        self._batch, self._sig = batch, (tuple(x.shape) if x is not None else ())
         step, new = self.clock.locate(self.pipe, kwargs, (self._context,) if self._context else ())
+        if self.gated and self._steps and step >= self._steps:
+            st.current = None  # called after the last step (a vocoder): not as a denoiser
+            return None
         if new:
-            st.new_step(step)
+            st.new_step(step, self.clock.position)
         a = self._assign(batch)
         self._located(step)
         st.current = a
@@ -298,7 +340,9 @@ class StackHooks:
         head = next(c for c in obs.calls if c.path == first.path)
         tail = [c for c in obs.calls if c.path == last.path][-1]
         main = tail.outputs[0 if last.main_output is None else last.main_output]
-        self._on_residual(residual_of(main, head.inputs[first.main_input], (spec.image_start, spec.image_tail)))
+        entry = head.inputs[first.main_input]
+        spec.batch_axis = batch_axis(tuple(entry.shape), self._batch)
+        self._on_residual(residual_of(main, entry, (spec.image_start, spec.image_tail), spec.token_axis))
 
     # ---- layouts -----------------------------------------------------------------------------------------
     def _build_layouts(self) -> None:

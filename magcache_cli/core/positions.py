@@ -85,6 +85,12 @@ class StepClock:
                 n = math.ceil(len(self._timesteps) / self.order)
         self.steps = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else self.steps
 
+    @property
+    def position(self) -> int | None:
+        """The raw schedule index of the last located call (None when only counted): the sub-steps of an
+        order-2 scheduler share a step but not a position."""
+        return self._raw
+
     def stepped(self) -> None:
         """The scheduler's `step()` ran (once or more per step: only the next call's position counts)."""
         self._stepped = True

@@ -41,11 +41,23 @@ def _image_slice(total: int, n: int, image_start: int, image_tail: int) -> slice
     return slice(end - n, end)
 
 
-def residual_of(main: torch.Tensor, entry: torch.Tensor, image: tuple[int, int]) -> torch.Tensor:
-    """Stack output minus stack input, over the image tokens when the output is a joint sequence."""
-    if main.shape[1] != entry.shape[1]:
-        main = main[:, _image_slice(main.shape[1], entry.shape[1], *image)]
+def residual_of(main: torch.Tensor, entry: torch.Tensor, image: tuple[int, int], tokens: int = 1) -> torch.Tensor:
+    """Stack output minus stack input, over the image tokens when the output is a joint sequence (tokens along
+    axis `tokens`: 1 for batch-first streams, 0 for sequence-first ones)."""
+    if main.shape[tokens] != entry.shape[tokens]:
+        part = _image_slice(main.shape[tokens], entry.shape[tokens], *image)
+        main = main.narrow(tokens, part.start, part.stop - part.start)
     return main - entry
+
+
+def branch_rows(residual: torch.Tensor, rows: slice | None, axis: int, batch: int) -> torch.Tensor:
+    """The rows of one branch along the stream's batch axis, `rows` counted in the denoiser's batch: a stack
+    that flattens more into that axis (B*N spatial or B*F per-frame rows, batch-major) keeps each sample's
+    rows together."""
+    if rows is None:
+        return residual
+    per = residual.shape[axis] // max(1, batch)
+    return residual.narrow(axis, rows.start * per, (rows.stop - rows.start) * per)
 
 
 class Probe(nn.Module):
@@ -58,6 +70,7 @@ class Probe(nn.Module):
         self._names, self._main_input = spec.param_names_first, spec.segments[0].main_input
         self._out_index = None if spec.out_single else spec.segments[-1].main_output
         self._image = (spec.image_start, spec.image_tail)
+        self._tokens = spec.token_axis
 
     def forward(self, *args, **kwargs):
         tap = self._tap
@@ -66,7 +79,7 @@ class Probe(nn.Module):
         out = self.block(*args, **kwargs)
         if self._exit:
             main = out if self._out_index is None else out[self._out_index]
-            tap.out, tap.entry = residual_of(main, tap.entry, self._image), None
+            tap.out, tap.entry = residual_of(main, tap.entry, self._image, self._tokens), None
         return out
 
 
@@ -79,6 +92,7 @@ class Replay(nn.Module):
         self._names, self._main_input = spec.param_names_last, spec.segments[-1].main_input
         self._out_single, self._out_spec = spec.out_single, tuple(spec.out_spec)
         self._image = (spec.image_start, spec.image_tail)
+        self._tokens = spec.token_axis
 
     def forward(self, *args, **kwargs):
         bound = bind_inputs(self._names, args, kwargs)
@@ -88,7 +102,8 @@ class Replay(nn.Module):
             main = x + r
         else:
             main = x.clone()
-            main[:, _image_slice(x.shape[1], r.shape[1], *self._image)] += r
+            part = _image_slice(x.shape[self._tokens], r.shape[self._tokens], *self._image)
+            main.narrow(self._tokens, part.start, part.stop - part.start).add_(r)
         if self._out_single:
             return main
         return tuple(main if k == "@main" else None if k is None else bound.get(k) for k in self._out_spec)

@@ -7,7 +7,8 @@ import torch
 
 from magcache_cli.core.branches import Assignment, assign_observed
 from magcache_cli.core.distributed import sequence_group, sharded_residual_stats
-from magcache_cli.core.hooks import StackHooks
+from magcache_cli.core.hooks import StackHooks, StepCalls
+from magcache_cli.core.proxies import branch_rows
 from magcache_cli.core.report import CallReport
 from magcache_cli.core.rule import residual_stats
 from magcache_cli.errors import MagCacheError
@@ -20,11 +21,11 @@ class RecordingHooks(StackHooks):
     """Computes every step (outputs unchanged) and records residual statistics per branch in `records`."""
 
     def __init__(self, pipe, denoiser_name: str = "transformer", expected_batch: int | None = None,
-                 prefix: str = ""):
+                 prefix: str = "", calls: StepCalls | None = None, gated: bool = False):
         self.records: list[Record] = []
         self._prev: dict[str, torch.Tensor] = {}
         self._expected_batch = expected_batch
-        super().__init__(pipe, denoiser_name, prefix)
+        super().__init__(pipe, denoiser_name, prefix, calls, gated)
 
     def _reset_branches(self) -> None:
         self._prev = {}
@@ -51,7 +52,7 @@ class RecordingHooks(StackHooks):
         # tokens, from every rank's per-token moments (the same numbers on every rank)
         group = sequence_group(self.denoiser)
         for label, rows in zip(a.labels, a.rows):
-            r = residual if rows is None else residual[rows]
+            r = branch_rows(residual, rows, self.spec.batch_axis, self._batch)
             prev = self._prev.get(label)
             if prev is None or prev.shape != r.shape:
                 stats = (1.0, 0.0, 0.0)

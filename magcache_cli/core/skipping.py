@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from magcache_cli.core.branches import Assignment, assign_profiled
-from magcache_cli.core.hooks import StackHooks
+from magcache_cli.core.hooks import StackHooks, StepCalls
 from magcache_cli.core.rule import RunPlan
 from magcache_cli.log import warn
 
@@ -16,18 +16,22 @@ from magcache_cli.log import warn
 class SkippingHooks(StackHooks):
     """Skips the stack on the steps the plan's schedule marks, per branch; one cached residual per branch."""
 
-    def __init__(self, pipe, denoiser_name: str, plan: RunPlan, prefix: str = ""):
+    def __init__(self, pipe, denoiser_name: str, plan: RunPlan, prefix: str = "", calls: StepCalls | None = None,
+                 gated: bool = False):
         self.plan = plan
         self._cache: dict[str, torch.Tensor] = {}
+        self._cache_sig: dict[str, tuple] = {}  # main input shape of the call that cached each residual
         self._schedule: dict[str, list[bool]] | None = None
         self._covered: tuple[int, int] = (0, 0)
-        super().__init__(pipe, denoiser_name, prefix)
+        self.missed: dict[str, int] = {}  # why passes the schedule skipped were computed, and how often
+        super().__init__(pipe, denoiser_name, prefix, calls, gated)
 
     def _default_steps(self) -> int | None:
         return self.plan.steps
 
     def _reset_branches(self) -> None:
         self._cache = {}
+        self._cache_sig = {}
         self._schedule = None
 
     def _located(self, step: int) -> None:
@@ -49,14 +53,25 @@ class SkippingHooks(StackHooks):
                                self.plan.labels)
 
     def _decide(self, a: Assignment, batch: int) -> bool:
-        cached = self._cache.get(a.key)
-        if cached is None or cached.shape[0] != batch:
-            return True
         sched = self._schedule
         step = self.state.step
-        if step >= len(next(iter(sched.values()))):
+        if step >= len(next(iter(sched.values()))) or any(sched[label][step] for label in a.labels):
             return True
-        return any(sched[label][step] for label in a.labels)
+        # scheduled to skip: only with a residual cached by a call of the same input layout
+        if a.key not in self._cache:
+            return self._miss("no residual was cached for the branch")
+        if self._cache_sig.get(a.key) != self._sig:
+            return self._miss("the call's input shape differs from the call that cached the residual")
+        return False
+
+    def _miss(self, reason: str) -> bool:
+        self.missed[reason] = self.missed.get(reason, 0) + 1
+        return True
+
+    def skip_warnings(self) -> list[str]:
+        """One line per reason a pass the schedule skipped was computed instead (never silently)."""
+        who = self.prefix.rstrip(".") or self.denoiser_name
+        return [f"{who}: {n} pass(es) scheduled to skip were computed: {reason}" for reason, n in self.missed.items()]
 
     def _prepare(self, a: Assignment, computing: bool) -> None:
         if not computing:
@@ -65,4 +80,5 @@ class SkippingHooks(StackHooks):
             self._cache.pop(a.key, None)
 
     def _on_residual(self, residual: torch.Tensor) -> None:
-        self._cache[self.state.current.key] = residual
+        key = self.state.current.key
+        self._cache[key], self._cache_sig[key] = residual, self._sig

@@ -52,6 +52,14 @@ class StackSpec:
     image_start: int  # first image token inside the last block's main output (at calibration)
     image_tail: int  # tokens after the image tokens inside that output (at calibration)
     notes: list[str] = field(default_factory=list)
+    # axis of the stack's main stream that holds the samples: 0 for [B, S, H] and for flattened (B*N, F, C)
+    # or per-frame (B*F, N, C) rows, 1 for sequence-first [S, B, H] blocks; set from the observed call
+    batch_axis: int = 0
+
+    @property
+    def token_axis(self) -> int:
+        """The axis a joint text+image stream concatenates along: the other of the first two axes."""
+        return 0 if self.batch_axis == 1 else 1
 
     @property
     def paths(self) -> list[str]:
@@ -69,14 +77,37 @@ def unwrap_compiled(module):
     return inner if isinstance(inner, nn.Module) else module
 
 
+def batch_axis(shape: tuple[int, ...], batch: int) -> int:
+    """The axis of a stream tensor that holds the denoiser's `batch` samples, read off the observed shapes:
+    axis 0 when it has the batch size, else the first other non-feature axis that has it (sequence-first
+    blocks, [S, B, H]), else 0 (batch-major flattening such as (B*N, F, C) has a multiple of it there)."""
+    if not shape or shape[0] == batch:
+        return 0
+    return next((i for i in range(1, len(shape) - 1) if shape[i] == batch), 0)
+
+
+def _could_denoise(module: nn.Module) -> bool:
+    """A diffusers model (not a transformers text encoder) that is not an autoencoder, a UNet or a ControlNet."""
+    kind = type(module).__name__
+    diffusers_model = any(c.__name__ == "ModelMixin" and c.__module__.startswith("diffusers.")
+                          for c in type(module).__mro__)
+    return diffusers_model and not hasattr(module, "decode") and "UNet" not in kind and "ControlNet" not in kind
+
+
 def find_denoisers(pipe) -> list[tuple[str, nn.Module]]:
-    """The transformer denoiser(s) of a pipeline, or a StackNotFoundError saying what it has instead."""
-    found = []
-    for name in ("transformer", "transformer_2"):
-        module = unwrap_compiled(getattr(pipe, name, None))
-        if isinstance(module, nn.Module):
-            found.append((name, module))
-    if found:
+    """The models that may denoise, `transformer` first, or a StackNotFoundError saying what the pipeline has.
+
+    Candidates are the pipeline's diffusers models that are not autoencoders; the hooks keep only those the
+    pipeline calls inside its denoising loop, so a second expert that takes over (Wan 2.2's `transformer_2`)
+    and a second model for the unconditional pass (Ideogram 4's `unconditional_transformer`) are found the
+    same way, by what the pipeline does."""
+    first = unwrap_compiled(getattr(pipe, "transformer", None))
+    if isinstance(first, nn.Module):
+        found = [("transformer", first)]
+        for name, value in (getattr(pipe, "components", None) or {}).items():
+            module = unwrap_compiled(value)
+            if isinstance(module, nn.Module) and _could_denoise(module) and all(module is not m for _, m in found):
+                found.append((name, module))
         return found
     kind = type(pipe).__name__
     unet = getattr(pipe, "unet", None) or getattr(pipe, "prior", None)

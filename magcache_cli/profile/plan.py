@@ -23,8 +23,10 @@ def profile_denoisers(profile: Profile) -> list[str]:
 
 def plans_by_denoiser(profile: Profile, settings: ratios.SkipSettings, policy: str,
                       denoisers: list[str]) -> dict[str, RunPlan]:
-    """Split the profile's branches by denoiser: `cond` belongs to the first, `transformer_2.cond` to
-    `transformer_2`. Each denoiser gets its own plan (curves, and the window of steps it runs)."""
+    """Split the profile's branches by denoiser: `transformer_2.cond` belongs to `transformer_2`; unprefixed
+    branches (`cond`) to the first denoiser and to every other model of the pipeline that owns no branch of its
+    own, as one shared plan (a model such as Ideogram 4's unconditional transformer serves one of them; the
+    shared call order says which). Each plan has its curves and the window of steps its denoiser runs."""
     policy = BranchPolicy.parse(policy, "branch_policy")
     groups: dict[str, dict] = {}
     for label, b in profile.branches.items():
@@ -35,9 +37,14 @@ def plans_by_denoiser(profile: Profile, settings: ratios.SkipSettings, policy: s
                               hint=f"its denoisers: {', '.join(denoisers)}")
         groups.setdefault(name, {})[local] = b
     cal = profile.calibration
-    return {name: RunPlan({lb: list(b.ratios) for lb, b in bs.items()}, cal.guidance_mode, settings, policy,
-                          cal.steps, next(iter(bs.values())).active)
-            for name, bs in groups.items()}
+    plans = {name: RunPlan({lb: list(b.ratios) for lb, b in bs.items()}, cal.guidance_mode, settings, policy,
+                           cal.steps, next(iter(bs.values())).active)
+             for name, bs in groups.items()}
+    shared = plans.get(denoisers[0])
+    if shared is not None:
+        for name in denoisers[1:]:
+            plans.setdefault(name, shared)  # the same object: one namespace of labels
+    return plans
 
 
 def settings_from(profile: Profile, threshold: float | None = None, max_skip_steps: int | None = None,

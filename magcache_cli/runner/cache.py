@@ -6,6 +6,7 @@ from typing import Any
 
 from magcache_cli.core import rule as ratios
 from magcache_cli.core.branches import denoiser_prefix
+from magcache_cli.core.hooks import StepCalls
 from magcache_cli.core.report import CallReport, merge_reports
 from magcache_cli.core.skipping import SkippingHooks
 from magcache_cli.core.stacks import find_denoisers
@@ -66,7 +67,9 @@ class MagCache:
             warn(w, self.warnings)
         denoisers = find_denoisers(pipe)
         plans = plans_by_denoiser(profile, settings, policy, [n for n, _ in denoisers])
-        self._all = [SkippingHooks(pipe, n, plans[n], prefix=denoiser_prefix(k, n))
+        shared, calls = plans.get(denoisers[0][0]), StepCalls()
+        self._all = [SkippingHooks(pipe, n, plans[n], prefix="" if plans[n] is shared else denoiser_prefix(k, n),
+                                   calls=calls, gated=k > 0)
                      for k, (n, _) in enumerate(denoisers) if n in plans]
 
     @property
@@ -80,8 +83,10 @@ class MagCache:
 
     @property
     def reports(self) -> list[CallReport]:
-        """One report per pipeline call; with two experts, their reports are merged."""
-        per = [[r for r in h.reports if r.calls] for h in self._all]
+        """One report per pipeline call; with several denoisers, their reports are merged."""
+        per = [rs for rs in ([r for r in h.reports if r.calls] for h in self._all) if rs]
+        if not per:
+            return []
         return [merge_reports(rs) for rs in zip(*per)] if len(per) > 1 else per[0]
 
     @property

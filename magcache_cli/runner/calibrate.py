@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch
 
 from magcache_cli.core.branches import denoiser_prefix, finalize_labels
+from magcache_cli.core.hooks import StepCalls
 from magcache_cli.core.recording import RecordingHooks, branch_curves
 from magcache_cli.core.rule import few_step_note
 from magcache_cli.core.stacks import StackSpec, find_denoisers
@@ -93,6 +94,35 @@ def generator_for(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
+def _branches(used: list[RecordingHooks]) -> tuple[dict[str, dict], list[str], str]:
+    """Profile branches, stack paths and guidance mode from the hooks of the models that denoised.
+
+    A model whose provisional labels repeat an earlier model's is an expert that takes over for part of the
+    steps (Wan 2.2's `transformer_2`): its branches are `<name>.<branch>`, with their own window. A model with
+    labels of its own ran other passes of the same steps (Ideogram 4's `unconditional_transformer` makes the
+    second call of every step): its branches join the first model's, named by the shared call order."""
+    shared: list[tuple[RecordingHooks, dict]] = []
+    experts: list[tuple[RecordingHooks, dict]] = []
+    seen: set[str] = set()
+    for h in used:
+        curves = branch_curves(h.records, h.reports)
+        (experts if shared and seen & set(curves) else shared).append((h, curves))
+        seen |= set(curves)
+    groups = [("", shared)] + [(denoiser_prefix(used.index(h), h.denoiser_name), [(h, c)]) for h, c in experts]
+    branches, stack_paths, guidance_mode = {}, [], "none"
+    for k, (prefix, members) in enumerate(groups):
+        curves = {label: c for _, cs in members for label, c in cs.items()}
+        local = list(curves)
+        renames, mode = finalize_labels(local, members[0][0].last_mode)
+        if k == 0:
+            guidance_mode = mode
+        order = [x for x in ("uncond", "cond") if x in local] if mode == "batched" else local
+        for label in order:
+            branches[prefix + renames[label]] = curves[label]
+        stack_paths += [denoiser_prefix(used.index(h), h.denoiser_name) + p for h, _ in members for p in h.spec.paths]
+    return branches, stack_paths, guidance_mode
+
+
 def calibrate(
     pipe,
     prompts: list[str],
@@ -131,9 +161,10 @@ def calibrate(
     denoisers = find_denoisers(pipe)
     name, denoiser = denoisers[0]
     per_prompt = call_kwargs.get("num_images_per_prompt") or call_kwargs.get("num_videos_per_prompt") or 1
-    # one set of hooks per denoiser; a second expert's branches are labelled "<name>.<branch>"
-    all_hooks = [RecordingHooks(pipe, n, expected_batch=int(per_prompt),
-                               prefix=denoiser_prefix(k, n)) for k, (n, _) in enumerate(denoisers)]
+    # one set of hooks per model that may denoise, sharing the per-step call order (see `_branches`)
+    calls = StepCalls()
+    all_hooks = [RecordingHooks(pipe, n, expected_batch=int(per_prompt), calls=calls, gated=k > 0)
+                 for k, (n, _) in enumerate(denoisers)]
     all_hooks[0].on_step = on_step
     outputs, wall = [], 0.0
     shares = CalibrationRuns(exchange or local_exchange(), all_hooks)
@@ -155,6 +186,7 @@ def calibrate(
     if not used:
         raise MagCacheError(f"{type(pipe).__name__} never called its transformer",
                             hint="check the call arguments (e.g. --steps) and that the pipeline denoises")
+<<<<<<< HEAD
     branches, stack_paths, guidance_mode = {}, [], "none"
     for k, h in enumerate(used):
         curves = branch_curves(h.records, h.reports)
@@ -167,6 +199,10 @@ def calibrate(
             branches[h.prefix + renames[label]] = BranchCurves(**curves[h.prefix + label])
         stack_paths += [h.prefix + p for p in h.spec.paths]
     steps = len(next(iter(branches.values())).ratios)
+=======
+    branches, stack_paths, guidance_mode = _branches(used)
+    steps = len(next(iter(branches.values()))["ratios"])
+>>>>>>> c767153 (Families of diffusers 0.42.1: guider labels, denoisers found by observation, layout axes, outputs by type, --set null, vae tiling/slicing)
     config = dict(getattr(denoiser, "config", {}) or {})
     profile = validated(Profile(
         model=ModelInfo(id=model_id, revision=revision, pipeline_class=type(pipe).__name__,

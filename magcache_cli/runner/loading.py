@@ -30,6 +30,8 @@ class LoadOptions:
     offload: str = "none"
     allow_pickle: bool = False
     trust_remote_code: bool = False
+    vae_tiling: bool = False  # vae.enable_tiling() after loading (Allegro's VAE only decodes tiled)
+    vae_slicing: bool = False  # vae.enable_slicing(): decode the batch one sample at a time
 
 
 def resolve_device(device: str) -> str:
@@ -109,8 +111,12 @@ def load_pipeline(opts: LoadOptions):
         raise LoadError(f"could not load {opts.model}: {text}", hint=hint) from e
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
+<<<<<<< HEAD
     # "cuda" is the current device (a torchrun rank's own, cuda:LOCAL_RANK); offloading must be told its index
     target = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else device
+=======
+    configure_vae(pipe, tiling=opts.vae_tiling, slicing=opts.vae_slicing)
+>>>>>>> c767153 (Families of diffusers 0.42.1: guider labels, denoisers found by observation, layout axes, outputs by type, --set null, vae tiling/slicing)
     if opts.offload == "model":
         pipe.enable_model_cpu_offload(device=target)
     elif opts.offload == "sequential":
@@ -120,6 +126,18 @@ def load_pipeline(opts: LoadOptions):
     return pipe, device, dtype
 
 
+def configure_vae(pipe, *, tiling: bool = False, slicing: bool = False) -> None:
+    """Switch on the VAE's tiled and/or sliced decoding, as `pipe.vae.enable_tiling()` / `enable_slicing()`."""
+    for wanted, method, name in ((tiling, "enable_tiling", "vae_tiling"), (slicing, "enable_slicing", "vae_slicing")):
+        if not wanted:
+            continue
+        vae = getattr(pipe, "vae", None)
+        if not callable(getattr(vae, method, None)):
+            raise UsageError(f"{name}: {type(pipe).__name__}'s VAE ({type(vae).__name__}) has no {method}()",
+                             hint=f"leave {name} off for this pipeline")
+        getattr(vae, method)()
+
+
 def call_parameters(pipe) -> set[str]:
     return set(inspect.signature(pipe.__call__).parameters)
 
@@ -127,7 +145,10 @@ def call_parameters(pipe) -> set[str]:
 def build_call_kwargs(pipe, *, steps: int | None = None, guidance_scale: float | None = None,
                       negative_prompt: str | None = None, height: int | None = None, width: int | None = None,
                       num_frames: int | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Pipeline call arguments, checked against the pipeline's `__call__` signature."""
+    """Pipeline call arguments, checked against the pipeline's `__call__` signature.
+
+    Named settings left at None are not passed; an `extra` value of None is passed as None (``--set
+    intermediate_timesteps=null`` turns a pipeline default off)."""
     given = {
         "num_inference_steps": steps,
         "guidance_scale": guidance_scale,
@@ -135,9 +156,8 @@ def build_call_kwargs(pipe, *, steps: int | None = None, guidance_scale: float |
         "height": height,
         "width": width,
         "num_frames": num_frames,
-        **(extra or {}),
     }
-    kwargs = {k: v for k, v in given.items() if v is not None}
+    kwargs = {**{k: v for k, v in given.items() if v is not None}, **(extra or {})}
     accepted = call_parameters(pipe)
     unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown:

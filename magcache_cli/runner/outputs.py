@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from magcache_cli.errors import OutputError
 
 
 def output_paths(template: Path, pairs: list[tuple[str, int]], prompts: list[str]) -> list[Path]:
@@ -31,16 +35,73 @@ def _to_pil(frame: Any) -> Image.Image:
     return Image.fromarray(arr)
 
 
+def _fields(out: Any) -> list[tuple[str, Any]]:
+    """The fields of a pipeline output in declaration order: BaseOutput, any dataclass, a tuple, an object."""
+    if isinstance(out, (tuple, list)):
+        return [(str(i), v) for i, v in enumerate(out)]
+    if isinstance(out, Mapping):
+        return list(out.items())
+    if dataclasses.is_dataclass(out):
+        return [(f.name, getattr(out, f.name, None)) for f in dataclasses.fields(out)]
+    return list(vars(out).items()) if hasattr(out, "__dict__") else []
+
+
+def _array(value: Any) -> np.ndarray | None:
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor (output_type="pt"): channels first
+        arr = value.detach().float().cpu().numpy()
+        return np.moveaxis(arr, -3, -1) if arr.ndim >= 3 and arr.shape[-3] in (1, 3, 4) else arr
+    return None
+
+
+def _is_picture(arr: np.ndarray) -> bool:
+    return arr.ndim == 3 and arr.shape[-1] in (1, 3, 4) and min(arr.shape[:2]) > 4
+
+
+def media(value: Any) -> tuple[str, Any] | None:
+    """('image', first image) or ('video', first clip's frames) if `value` holds pictures, else None (audio,
+    latents, text, ...). Batches: PIL lists, [B, H, W, C] arrays, lists of frame lists, [B, F, H, W, C] arrays."""
+    if isinstance(value, Image.Image):
+        return "image", value
+    if isinstance(value, (list, tuple)) and value:
+        head = value[0]
+        if isinstance(head, Image.Image):
+            return "image", head
+        if isinstance(head, (list, tuple)) and head and isinstance(head[0], Image.Image):
+            return "video", list(head)
+        arr = _array(head)
+        if arr is not None and _is_picture(arr):
+            return "image", arr
+        if arr is not None and arr.ndim == 4 and _is_picture(arr[0]):
+            return "video", list(arr)
+        return None
+    arr = _array(value)
+    if arr is None:
+        return None
+    if arr.ndim == 4 and _is_picture(arr[0]):
+        return "image", arr[0]
+    if arr.ndim == 5 and _is_picture(arr[0, 0]):
+        return "video", list(arr[0])
+    return None
+
+
+def media_field(out: Any) -> tuple[str, Any]:
+    """(name, value) of the first field of a pipeline output that holds pictures, whatever its name (`images`,
+    `frames`, `image`, `video`, ...); audio and other fields are passed over. OutputError if there is none."""
+    fields = _fields(out)
+    for name, value in fields:
+        if media(value) is not None:
+            return name, value
+    names = ", ".join(name for name, _ in fields) or "none"
+    raise OutputError(f"pipeline output {type(out).__name__} holds no image or video (fields: {names})",
+                      hint="nothing to save; check output_type (e.g. not 'latent')")
+
+
 def first_item(out: Any) -> tuple[str, Any]:
-    """('image', PIL) or ('video', [PIL...]) from a diffusers pipeline output."""
-    frames = getattr(out, "frames", None)
-    if frames is not None:
-        video = frames[0]
-        return "video", [_to_pil(f) for f in video]
-    images = getattr(out, "images", None)
-    if images is None:
-        raise ValueError(f"pipeline output {type(out).__name__} has neither images nor frames")
-    return "image", _to_pil(images[0])
+    """('image', PIL) or ('video', [PIL...]): the first item of the output's first picture field."""
+    kind, item = media(media_field(out)[1])
+    return kind, (_to_pil(item) if kind == "image" else [_to_pil(f) for f in item])
 
 
 def as_array(out: Any) -> np.ndarray:

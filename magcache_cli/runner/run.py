@@ -94,21 +94,24 @@ def _warnings(cache, profile: Profile, call_kwargs: dict[str, Any]) -> list[str]
     for w in (w for h in cache.all_hooks for w in h.warnings):
         if w not in out:
             out.append(w)  # logged by the hooks already
+    for w in (w for h in cache.all_hooks for w in h.skip_warnings()):
+        warn(w, out)
     return out
 
 
 class _CallCounter:
-    """Counts denoiser calls for uncached runs (changes nothing)."""
+    """Counts the calls of every model that may denoise, for uncached runs (changes nothing)."""
 
-    def __init__(self, module):
+    def __init__(self, modules):
         self.calls = 0
-        self._handle = module.register_forward_pre_hook(self._count)
+        self._handles = [m.register_forward_pre_hook(self._count) for m in modules]
 
     def _count(self, *_):
         self.calls += 1
 
     def remove(self):
-        self._handle.remove()
+        for h in self._handles:
+            h.remove()
 
 
 def run(
@@ -136,9 +139,8 @@ def run(
     pairs, indices = [], []
     outputs, wall = [], 0.0
     steps = int(call_kwargs.get("num_inference_steps") or (profile.calibration.steps if profile else 0))
-    name, denoiser = find_denoisers(pipe)[0]
     if no_cache or profile is None:
-        counter = _CallCounter(denoiser)
+        counter = _CallCounter([m for _, m in find_denoisers(pipe)])
         try:
             for i, (prompt, seed) in exchange.sharded([(p, s) for p in prompts for s in seeds]):
                 if on_run:

@@ -26,6 +26,7 @@ def load_tiny(folder: str | Path):
 
 
 def media(output) -> np.ndarray:
-    """The pixels of one pipeline output: its `frames` for video pipelines, else its `images`."""
-    frames = getattr(output, "frames", None)
-    return np.asarray(frames if frames is not None else output.images)
+    """The pixels of one pipeline output: its first field that holds pictures (`frames`, `images`, `image`...)."""
+    from magcache_cli.runner.outputs import media_field
+
+    return np.asarray(media_field(output)[1])

@@ -39,8 +39,9 @@ Guidance modes (read in the diffusers 0.42.1 pipeline sources, checked by tests/
   ``cache_context("cond")``).
 
 Stretch families: pixart (PixArt-Sigma), sana, auraflow, ltx, mochi, cogview4 and hidream build and
-run. Skipped (see `SKIPPED_FAMILIES`): kandinsky5 (its Qwen2VLProcessor needs torchvision) and
-allegro (its VAE only decodes with tiling enabled, which is not saved with the pipeline).
+run. Issue 13's families (image2.py, video2.py, each registering its own): kandinsky5-t2i, hunyuanimage,
+ernie-image, sana-sprint, ideogram4, latte, allegro (loads with `vae_tiling=True`, see `TinyFamily.load`) and
+hunyuanvideo15. Not built (see `SKIPPED_FAMILIES`): kandinsky5 text-to-video.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class TinyFamily:
     image_tokens: int = 0
     output_shape: tuple = ()  # shape of `pipe(..., output_type="np")`.images (or .frames for video)
     blocks: tuple = ()  # the denoiser's main block lists (ModuleList attribute paths), in call order
+    load: dict = field(default_factory=dict)  # LoadOptions fields the pipeline needs (e.g. vae_tiling=True)
     builder: Callable[[int], Any] | None = field(default=None, repr=False, compare=False)
 
 
@@ -103,10 +105,9 @@ FAMILIES: dict[str, TinyFamily] = {}
 
 #: Stretch families that are not built, with the reason.
 SKIPPED_FAMILIES: dict[str, str] = {
-    "kandinsky5": "Kandinsky5T2VPipeline's tokenizer is a Qwen2VLProcessor, which needs "
-                  "Qwen2VLVideoProcessor, which needs torchvision (not installed here).",
-    "allegro": "AutoencoderKLAllegro cannot decode without vae.enable_tiling(), which is runtime state "
-               "that save_pretrained does not keep, so a reloaded pipeline cannot run as-is.",
+    "kandinsky5": "Kandinsky5T2VPipeline is not built: its tokenizer is a Qwen2VLProcessor, which needs "
+                  "Qwen2VLVideoProcessor, which needs torchvision (not installed here). Kandinsky5T2IPipeline "
+                  "is built ('kandinsky5-t2i'), with the processor's own Qwen2 tokenizer standing in for it.",
 }
 
 
@@ -331,12 +332,22 @@ _register(TinyFamily(
 ))
 
 
+<<<<<<< HEAD
 # ---- issue 13: more DiT families (their own files) ----
 from .more_families import MORE_FAMILIES, MORE_SKIPPED  # noqa: E402
 
 for _kw in MORE_FAMILIES:
     _register(TinyFamily(**_kw))
 SKIPPED_FAMILIES.update(MORE_SKIPPED)
+=======
+# ---- issue 13: more DiT families (their own files; registered on import) ----
+from . import more_families  # noqa: E402,F401
+# diffusers 0.42.1 families added for issue 13; each module registers its own
+from . import image2 as _image2, video2 as _video2  # noqa: E402
+
+_image2.register(_register, TinyFamily)
+_video2.register(_register, TinyFamily)
+>>>>>>> c767153 (Families of diffusers 0.42.1: guider labels, denoisers found by observation, layout axes, outputs by type, --set null, vae tiling/slicing)
 
 
 def build_tiny_pipeline(family: str, out_dir: str | Path, seed: int = 0) -> Path:
