@@ -47,8 +47,10 @@ class _Patched:
     hooks are installed, and a copied wrapper would step (and count) the original scheduler a second time."""
 
     def __init__(self, owner, name: str, previous, wrapped):
+        # name and docstring only: merging `wrapped.__dict__` (which `functools.wraps` filled from an earlier
+        # hook's `_Patched`) would overwrite `_wrapped` and skip this wrapper when two hook sets share a scheduler
+        functools.update_wrapper(self, wrapped, updated=())
         self._owner_id, self._name, self._previous, self._wrapped = id(owner), name, previous, wrapped
-        functools.update_wrapper(self, wrapped)
 
     def __call__(self, *args, **kwargs):
         return self._wrapped(*args, **kwargs)
