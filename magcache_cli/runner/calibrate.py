@@ -94,7 +94,7 @@ def generator_for(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
-def _branches(used: list[RecordingHooks]) -> tuple[dict[str, dict], list[str], str]:
+def _branches(used: list[RecordingHooks]) -> tuple[dict[str, BranchCurves], list[str], str]:
     """Profile branches, stack paths and guidance mode from the hooks of the models that denoised.
 
     A model whose provisional labels repeat an earlier model's is an expert that takes over for part of the
@@ -118,7 +118,7 @@ def _branches(used: list[RecordingHooks]) -> tuple[dict[str, dict], list[str], s
             guidance_mode = mode
         order = [x for x in ("uncond", "cond") if x in local] if mode == "batched" else local
         for label in order:
-            branches[prefix + renames[label]] = curves[label]
+            branches[prefix + renames[label]] = BranchCurves(**curves[label])
         stack_paths += [denoiser_prefix(used.index(h), h.denoiser_name) + p for h, _ in members for p in h.spec.paths]
     return branches, stack_paths, guidance_mode
 
@@ -186,23 +186,8 @@ def calibrate(
     if not used:
         raise MagCacheError(f"{type(pipe).__name__} never called its transformer",
                             hint="check the call arguments (e.g. --steps) and that the pipeline denoises")
-<<<<<<< HEAD
-    branches, stack_paths, guidance_mode = {}, [], "none"
-    for k, h in enumerate(used):
-        curves = branch_curves(h.records, h.reports)
-        local = [label[len(h.prefix):] for label in curves]
-        renames, mode = finalize_labels(local, h.last_mode)
-        if k == 0:
-            guidance_mode = mode
-        order = [x for x in ("uncond", "cond") if x in local] if mode == "batched" else local
-        for label in order:
-            branches[h.prefix + renames[label]] = BranchCurves(**curves[h.prefix + label])
-        stack_paths += [h.prefix + p for p in h.spec.paths]
-    steps = len(next(iter(branches.values())).ratios)
-=======
     branches, stack_paths, guidance_mode = _branches(used)
-    steps = len(next(iter(branches.values()))["ratios"])
->>>>>>> c767153 (Families of diffusers 0.42.1: guider labels, denoisers found by observation, layout axes, outputs by type, --set null, vae tiling/slicing)
+    steps = len(next(iter(branches.values())).ratios)
     config = dict(getattr(denoiser, "config", {}) or {})
     profile = validated(Profile(
         model=ModelInfo(id=model_id, revision=revision, pipeline_class=type(pipe).__name__,

@@ -111,12 +111,9 @@ def load_pipeline(opts: LoadOptions):
         raise LoadError(f"could not load {opts.model}: {text}", hint=hint) from e
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
-<<<<<<< HEAD
+    configure_vae(pipe, tiling=opts.vae_tiling, slicing=opts.vae_slicing)
     # "cuda" is the current device (a torchrun rank's own, cuda:LOCAL_RANK); offloading must be told its index
     target = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else device
-=======
-    configure_vae(pipe, tiling=opts.vae_tiling, slicing=opts.vae_slicing)
->>>>>>> c767153 (Families of diffusers 0.42.1: guider labels, denoisers found by observation, layout axes, outputs by type, --set null, vae tiling/slicing)
     if opts.offload == "model":
         pipe.enable_model_cpu_offload(device=target)
     elif opts.offload == "sequential":

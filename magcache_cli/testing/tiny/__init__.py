@@ -332,22 +332,18 @@ _register(TinyFamily(
 ))
 
 
-<<<<<<< HEAD
 # ---- issue 13: more DiT families (their own files) ----
 from .more_families import MORE_FAMILIES, MORE_SKIPPED  # noqa: E402
 
 for _kw in MORE_FAMILIES:
     _register(TinyFamily(**_kw))
 SKIPPED_FAMILIES.update(MORE_SKIPPED)
-=======
-# ---- issue 13: more DiT families (their own files; registered on import) ----
-from . import more_families  # noqa: E402,F401
-# diffusers 0.42.1 families added for issue 13; each module registers its own
+
+# issue 13's guider, second-model and odd-layout families (helper `families`): each module lists its own
 from . import image2 as _image2, video2 as _video2  # noqa: E402
 
 _image2.register(_register, TinyFamily)
 _video2.register(_register, TinyFamily)
->>>>>>> c767153 (Families of diffusers 0.42.1: guider labels, denoisers found by observation, layout axes, outputs by type, --set null, vae tiling/slicing)
 
 
 def build_tiny_pipeline(family: str, out_dir: str | Path, seed: int = 0) -> Path:
