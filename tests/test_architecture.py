@@ -132,7 +132,7 @@ def test_modules_stay_small_and_only_the_renderer_prints():
         text = path.read_text(encoding="utf-8")
         if len(text.splitlines()) > 450:
             big.append(f"{mod}: {len(text.splitlines())} lines")
-        if mod != "magcache_cli.cli.render":
+        if not mod.startswith("magcache_cli.cli.render"):
             for node in ast.walk(ast.parse(text)):
                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
                     prints.append(f"{mod}:{node.lineno}")

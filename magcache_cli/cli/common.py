@@ -69,9 +69,11 @@ def skip_settings(prof, threshold, max_skip_steps, retention_ratio):
 def check_policy(branch_policy: str) -> str:
     from magcache_cli.types import BranchPolicy
 
-    if branch_policy not in BranchPolicy.values():
-        raise UsageError(f"unknown --branch-policy {branch_policy!r}", hint="use joint or independent")
-    return branch_policy
+    try:
+        return BranchPolicy.parse(branch_policy, "branch_policy")
+    except ValueError:
+        raise UsageError(f"unknown --branch-policy {branch_policy!r}",
+                         hint=f"use one of {', '.join(BranchPolicy.values())}") from None
 
 
 def call_setup(prof, prompt, prompts_file, seed, steps, guidance_scale, negative_prompt, height, width, num_frames,

@@ -7,6 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from magcache_cli.types import BranchPolicy as _Policy
+from magcache_cli.types import Dtype as _Dtype
+from magcache_cli.types import Offload as _Offload
+
+
+def choices(enum) -> str:
+    """`a | b | c`: an enum's values for a help text (the enum is the one list of what is accepted)."""
+    return " | ".join(enum.values())
+
 LOAD = "Model loading"
 CALL = "Pipeline call"
 SKIP = "Skipping"
@@ -14,9 +23,10 @@ SKIP = "Skipping"
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local pipeline folder. Default: the bundled demo model (builtin:demo).", rich_help_panel=LOAD)]
 Revision = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).", rich_help_panel=LOAD)]
 Variant = Annotated[Optional[str], typer.Option(help="Weights variant, e.g. fp16.", rich_help_panel=LOAD)]
-Dtype = Annotated[str, typer.Option(help="auto | bfloat16 | float16 | float32 (auto: bf16 on CUDA, fp32 on CPU).", rich_help_panel=LOAD)]
+Dtype = Annotated[str, typer.Option(help=f"{choices(_Dtype)} (auto: bf16 on CUDA, fp32 on CPU).", rich_help_panel=LOAD)]
 Device = Annotated[str, typer.Option(help="auto | cuda | mps | cpu.", rich_help_panel=LOAD)]
-Offload = Annotated[str, typer.Option(help="none | model | sequential CPU offload.", rich_help_panel=LOAD)]
+Offload = Annotated[str, typer.Option(help=f"{choices(_Offload)} CPU offload.", rich_help_panel=LOAD)]
+BranchPolicy = Annotated[str, typer.Option(help=f"{choices(_Policy)}. joint: skip a step only when every branch may skip (default). independent: each sequential branch decides alone.", rich_help_panel=SKIP)]
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow non-safetensors weights (only for models you trust).", rich_help_panel=LOAD)]
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow custom pipeline code from the model repo.", rich_help_panel=LOAD)]
 Compile = Annotated[str, typer.Option("--compile", help="torch.compile the transformer: none | repeated (its repeated blocks, fullgraph=True) | full (the whole model). The first call compiles; skipping adds no recompilation.", rich_help_panel=LOAD)]

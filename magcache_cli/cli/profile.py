@@ -12,8 +12,9 @@ import typer
 
 from magcache_cli.cli import options as o
 from magcache_cli.cli import render as console
-from magcache_cli.cli.common import boundary
+from magcache_cli.cli.common import boundary, check_policy
 from magcache_cli.errors import ProfileError, UsageError
+from magcache_cli.types import BranchPolicy, ExportFormat, PadMode
 
 profile_app = typer.Typer(help="Find, inspect, check, compare, plot, import and export profiles.", no_args_is_help=True)
 
@@ -89,7 +90,7 @@ def profile_validate(refs: Annotated[list[str], typer.Argument(help="Profile fil
 def profile_diff(
     a: Annotated[str, typer.Argument(help="Profile A (file or name).")],
     b: Annotated[str, typer.Argument(help="Profile B (file or name).")],
-    branch_policy: Annotated[str, typer.Option(help="joint (as run's default) or independent, for the simulated schedules.")] = "joint",
+    branch_policy: Annotated[str, typer.Option(help=f"{o.choices(BranchPolicy)}: the policy of the simulated schedules (joint is run's default).")] = "joint",
     json_: o.Json = False,
 ) -> None:
     """Compare two profiles: metadata, per-branch curve differences, and the skip schedules they give.
@@ -105,8 +106,7 @@ def profile_diff(
     from magcache_cli.profile.resolve import load_by_ref
 
     console.set_json(json_)
-    if branch_policy not in ("joint", "independent"):
-        raise UsageError(f"unknown --branch-policy {branch_policy!r}", hint="use joint or independent")
+    branch_policy = check_policy(branch_policy)
     (pa, path_a), (pb, path_b) = load_by_ref(a), load_by_ref(b)
     result = diff_profiles(pa, pb, policy=branch_policy)
     if json_:
@@ -151,7 +151,7 @@ def profile_import(
     ratios_file: Annotated[Optional[Path], typer.Option(help="File with the ratios (JSON list, or separated by commas/whitespace).")] = None,
     interleaved: Annotated[bool, typer.Option("--interleaved", help="cond/uncond interleaved by call: [c0, u0, c1, u1, ...] (official MagCache scripts).")] = False,
     uncond_first: Annotated[bool, typer.Option("--uncond-first", help="With --interleaved: [u0, c0, u1, c1, ...] (ComfyUI-MagCache lists).")] = False,
-    pad: Annotated[str, typer.Option(help="Step-0 1.0 pad (one per branch): present | add | auto (from --steps, else from the list's start).")] = "auto",
+    pad: Annotated[str, typer.Option(help=f"Step-0 1.0 pad (one per branch): {o.choices(PadMode)} (auto: from --steps, else from the list's start).")] = "auto",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id the curve belongs to (required).", rich_help_panel=META)] = None,
     pipeline_class: Annotated[Optional[str], typer.Option(help="Pipeline class, e.g. FluxPipeline (required).", rich_help_panel=META)] = None,
     transformer_class: Annotated[Optional[str], typer.Option(help="Transformer class, e.g. FluxTransformer2DModel (required).", rich_help_panel=META)] = None,
@@ -211,7 +211,7 @@ def profile_import(
 @boundary
 def profile_export(
     ref: Ref,
-    format_: Annotated[str, typer.Option("--format", "-f", help="diffusers (a MagCacheConfig snippet) or json (plain lists).")] = "diffusers",
+    format_: Annotated[str, typer.Option("--format", "-f", help=f"{o.choices(ExportFormat)}: a diffusers MagCacheConfig snippet, or plain JSON lists.")] = "diffusers",
     branch: Annotated[Optional[str], typer.Option(help="diffusers: the branch whose curve MagCacheConfig gets (default cond, else the first).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="diffusers: num_inference_steps (default: the profile's steps).")] = None,
 ) -> None:

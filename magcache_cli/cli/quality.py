@@ -20,7 +20,6 @@ from magcache_cli.cli.common import (
 )
 from magcache_cli.errors import UsageError
 
-BranchPolicy = Annotated[str, typer.Option(help="joint: skip a step only when every branch may skip (default). independent: each sequential branch decides alone.", rich_help_panel=o.SKIP)]
 GRID = "Sweep grid"
 
 
@@ -109,7 +108,7 @@ def tune(
     thresholds: Annotated[Optional[str], typer.Option(help="Thresholds to sweep, comma-separated. Default: 0.02,0.04,0.06,0.08,0.12,0.16,0.24,0.32,0.48.", rich_help_panel=GRID)] = None,
     max_skips: Annotated[Optional[str], typer.Option(help="Max consecutive skips (K) to sweep. Default: 2,3,4,5,6.", rich_help_panel=GRID)] = None,
     retentions: Annotated[Optional[str], typer.Option(help="Retention ratios (R) to sweep. Default: 0.1,0.2.", rich_help_panel=GRID)] = None,
-    branch_policy: BranchPolicy = "joint",
+    branch_policy: o.BranchPolicy = "joint",
     prompt: o.Prompt = None,
     prompts_file: o.PromptsFile = None,
     seed: o.Seed = None,
@@ -242,7 +241,7 @@ def schedule(
     threshold: o.Threshold = None,
     max_skip_steps: o.MaxSkipSteps = None,
     retention_ratio: o.RetentionRatio = None,
-    branch_policy: BranchPolicy = "joint",
+    branch_policy: o.BranchPolicy = "joint",
     sweep: Annotated[bool, typer.Option("--sweep", help="A table over thresholds instead of one schedule.")] = False,
     thresholds: Annotated[Optional[str], typer.Option(help="Thresholds for --sweep, comma-separated. Default: 0.02,0.04,0.06,0.08,0.12,0.16,0.24,0.32,0.48.")] = None,
     json_: o.Json = False,

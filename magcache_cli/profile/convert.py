@@ -22,11 +22,12 @@ from magcache_cli.profile.schema import (
     SchedulerInfo,
     validated,
 )
+from magcache_cli.types import ExportFormat, PadMode
 
-PAD_MODES = ("auto", "add", "present")
+PAD_MODES = PadMode.values()
 
 
-EXPORT_FORMATS = ("diffusers", "json")
+EXPORT_FORMATS = ExportFormat.values()
 
 
 def parse_ratios(text: str, where: str = "--ratios") -> list[float]:

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch
 
 from magcache_cli.core.branches import denoiser_prefix, finalize_labels
+from magcache_cli.core.distributed import Exchange, local_exchange
 from magcache_cli.core.hooks import StepCalls
 from magcache_cli.core.recording import RecordingHooks, branch_curves
 from magcache_cli.core.rule import few_step_note
@@ -27,10 +28,9 @@ from magcache_cli.profile.schema import (
     config_fingerprint,
     validated,
 )
-from magcache_cli.version import __version__
 from magcache_cli.runner.inputs import FileInput, split_call_args
-from magcache_cli.core.distributed import Exchange, local_exchange
 from magcache_cli.runner.shard import CalibrationRuns
+from magcache_cli.version import __version__
 
 # Scheduler config keys that shape the timesteps (kept in the profile's provenance).
 TIMESTEP_KEYS = (

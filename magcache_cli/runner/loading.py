@@ -11,9 +11,10 @@ from typing import Any
 import torch
 
 from magcache_cli.errors import LoadError, UsageError
+from magcache_cli.types import Offload
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-OFFLOAD_MODES = ("none", "model", "sequential")
+OFFLOAD_MODES = Offload.values()
 # Models that ship inside the package, addressable without network.
 BUILTIN_MODELS = {"builtin:demo": Path(__file__).resolve().parents[1] / "demo_model"}
 # Call settings the bundled demo model was trained for.

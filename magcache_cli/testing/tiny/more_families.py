@@ -26,7 +26,12 @@ from .more_image import (
     _build_prx,
     _build_zimage,
 )
-from .more_video import _build_anyflow, _build_easyanimate, _build_sana_video, _build_skyreels_v2
+from .more_video import (
+    _build_anyflow,
+    _build_easyanimate,
+    _build_sana_video,
+    _build_skyreels_v2,
+)
 
 _NEG = "blurry, low quality"
 _DUAL = ("transformer_blocks", "single_transformer_blocks")

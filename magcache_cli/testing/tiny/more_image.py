@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from .parts import (
     _byte_level_fast_tokenizer,
-    _clip_text,
     _denoiser,
     _flow_scheduler,
+    _gemma_tokenizer,
     _kl_vae,
     _qwen2_tokenizer,
     _t5_text,
     _t5_tokenizer,
-    _gemma_tokenizer,
 )
 
 # A ChatML template (Qwen style), enough for `apply_chat_template(..., add_generation_prompt=True)`.
@@ -121,7 +120,11 @@ def _build_bria(seed: int):
 
 def _build_pixart_alpha(seed: int):
     import torch
-    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        PixArtAlphaPipeline,
+        PixArtTransformer2DModel,
+    )
 
     tok = _t5_tokenizer(model_max_length=120)
     te = _t5_text(tok, seed, d_model=32)
@@ -211,7 +214,11 @@ def _build_flux2(seed: int):
 
 def _build_cogview3plus(seed: int):
     import torch
-    from diffusers import CogVideoXDDIMScheduler, CogView3PlusPipeline, CogView3PlusTransformer2DModel
+    from diffusers import (
+        CogVideoXDDIMScheduler,
+        CogView3PlusPipeline,
+        CogView3PlusTransformer2DModel,
+    )
 
     tok = _t5_tokenizer(model_max_length=224)
     te = _t5_text(tok, seed, d_model=32)

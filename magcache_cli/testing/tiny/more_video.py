@@ -7,9 +7,9 @@ from .parts import (
     _denoiser,
     _flow_scheduler,
     _gemma_tokenizer,
+    _qwen2_tokenizer,
     _t5_tokenizer,
     _umt5_text,
-    _qwen2_tokenizer,
 )
 
 
@@ -50,7 +50,11 @@ def _build_sana_video(seed: int):
 
 def _build_skyreels_v2(seed: int):
     import torch
-    from diffusers import SkyReelsV2Pipeline, SkyReelsV2Transformer3DModel, UniPCMultistepScheduler
+    from diffusers import (
+        SkyReelsV2Pipeline,
+        SkyReelsV2Transformer3DModel,
+        UniPCMultistepScheduler,
+    )
 
     tok = _t5_tokenizer()
     te = _umt5_text(tok, seed, d_model=32)
@@ -67,7 +71,11 @@ def _build_skyreels_v2(seed: int):
 
 def _build_anyflow(seed: int):
     import torch
-    from diffusers import AnyFlowPipeline, AnyFlowTransformer3DModel, FlowMapEulerDiscreteScheduler
+    from diffusers import (
+        AnyFlowPipeline,
+        AnyFlowTransformer3DModel,
+        FlowMapEulerDiscreteScheduler,
+    )
 
     tok = _t5_tokenizer()
     te = _umt5_text(tok, seed, d_model=32)
@@ -84,7 +92,11 @@ def _build_anyflow(seed: int):
 
 def _build_easyanimate(seed: int):
     import torch
-    from diffusers import AutoencoderKLMagvit, EasyAnimatePipeline, EasyAnimateTransformer3DModel
+    from diffusers import (
+        AutoencoderKLMagvit,
+        EasyAnimatePipeline,
+        EasyAnimateTransformer3DModel,
+    )
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     from .more_image import _CHATML
