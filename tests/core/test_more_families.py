@@ -39,6 +39,7 @@ class Ref:
     out: int | None = None  # index of the image stream in the last block's output tuple (None: a bare tensor)
     image: str = "all"  # where the entry's tokens sit in the last block's output: "all", "head", "tail"
     cond_first: bool = False  # batched guidance as cat([positive, negative])
+    loops: int = 1  # full denoising loops per pipeline call (Helios: one per autoregressive chunk)
 
 
 # Read in diffusers 0.42.1: models/transformers/transformer_*.py (`forward`) and pipelines/*/pipeline_*.py.
@@ -61,6 +62,11 @@ REFS = {
     "skyreels-v2": Ref(["blocks"], "sequential"),
     "anyflow": Ref(["blocks"], "batched"),
     "easyanimate": Ref(["transformer_blocks"], "batched", 0),
+    "bria-fibo": Ref(DUAL, "batched", None, "tail"),  # single blocks run on cat([text, image])
+    # 21 frames in chunks of 3 latent frames: 3 denoising loops per call (counted: 2 x 3 x STEPS calls)
+    "helios": Ref(["blocks"], "sequential", loops=3),
+    # blocks return (hidden_states, encoder_hidden_states); one call per guider pass, cond first
+    "motif-video": Ref(DUAL, "sequential", 0),
 }
 COND_FIRST = "batched guidance with the conditional half first is labelled by position, [uncond | cond]"
 
@@ -100,8 +106,14 @@ def plain_call_with_hooks(pipe, family, prompt, seed):
     return media(out), residuals
 
 
-def curves_by_position(residuals, mode):
-    """Ratio curves keyed by where a branch sits: call order within a step, or batch half."""
+def curves_by_position(residuals, mode, loops=1):
+    """Ratio curves keyed by where a branch sits: call order within a step, or batch half. A pipeline call
+    that runs several denoising loops is several trajectories: one curve each, averaged (as over runs)."""
+    if loops > 1:
+        n = len(residuals) // loops
+        parts = [curves_by_position(residuals[i * n:(i + 1) * n], mode) for i in range(loops)]
+        return {key: [float(np.mean([p[key][i] for p in parts])) for i in range(len(parts[0][key]))]
+                for key in parts[0]}
     rows: dict[str, list[torch.Tensor]] = {}
     for i, r in enumerate(residuals):
         if mode == "batched":
@@ -173,7 +185,7 @@ def family_state(tiny_pipeline_dir):
                         settings=SkipSettings(0.0, 3, 0.25))
             skipping = run(pipe, ["a cat"], [0], call_kwargs(family), profile=result.profile, settings=SKIP,
                            policy=policy)
-            cache[family] = dict(pipe=pipe, pixels=pixels, curves=curves_by_position(residuals, ref.mode),
+            cache[family] = dict(pipe=pipe, pixels=pixels, curves=curves_by_position(residuals, ref.mode, ref.loops),
                                  result=result, exact=exact, skipping=skipping, policy=policy)
         return cache[family]
 
@@ -195,15 +207,15 @@ def test_plain_call_stack_and_guidance(family_state, family):
 
 @pytest.mark.parametrize("family", list(REFS))
 def test_ratios_match_plain_hooks(family_state, family):
-    """Every branch's curve equals the plain-hook curve of the calls / batch rows the engine gave that label."""
-    ref, s = REFS[family], family_state(family)
+    """Every branch's curve equals the plain-hook curve of the calls / batch rows the engine gave that label
+    (a profile lists its branches in call order, or batch order)."""
+    s = family_state(family)
     branches = s["result"].profile.branches
-    positional = {"first": "uncond", "second": "cond"} if ref.mode == "batched" else contract_labels(ref)
-    assert sorted(branches) == sorted(positional.values())
-    for pos, label in positional.items():
+    assert len(branches) == len(s["curves"])
+    for pos, label in zip(("first", "second"), branches):
         assert branches[label].ratios == pytest.approx(s["curves"][pos], abs=1e-5), (family, label)
     if len(branches) == 2:  # the two branches are different passes, not one curve twice
-        a, b = (branches[lb].ratios for lb in ("cond", "uncond"))
+        a, b = (b.ratios for b in branches.values())
         assert max(abs(x - y) for x, y in zip(a, b)) > 1e-4
 
 
@@ -215,6 +227,7 @@ def test_labels_follow_the_contract(family_state, family):
     """`cond` is the pass that sees the prompt, whatever the layout (cond-first batches included)."""
     ref, s = REFS[family], family_state(family)
     branches = s["result"].profile.branches
+    assert sorted(branches) == sorted(contract_labels(ref).values())
     for pos, label in contract_labels(ref).items():
         assert branches[label].ratios == pytest.approx(s["curves"][pos], abs=1e-5), (family, label)
 
@@ -240,5 +253,5 @@ def test_skipped_steps_follow_the_rule(family_state, family):
     assert any(res.schedule[lb]["skipped"] for lb in expected), "the settings should make it skip"
     per_call = 1 if prof.calibration.guidance_mode != "sequential" else len(expected)
     calls = sum(sum(c) for c in expected.values()) // (len(expected) if per_call == 1 else 1)
-    assert res.transformer_calls == calls
+    assert res.transformer_calls == calls * REFS[family].loops  # every loop follows the same schedule
     assert np.isfinite(media(res.outputs[0])).all()

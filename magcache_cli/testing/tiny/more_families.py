@@ -5,16 +5,19 @@ SKIPPED_FAMILIES, turns `MORE_FAMILIES` into `TinyFamily` entries and adds `MORE
 Guidance layouts here (read in the diffusers 0.42.1 sources, checked by tests/core/test_more_families.py):
 
 * one call per branch, cond first, in ``cache_context("cond")`` / ``("uncond")``: flux2-klein, ovis-image,
-  skyreels-v2; without cache_context: krea2.
-* one call on ``cat([negative, positive])``: bria, pixart-alpha, hunyuandit, cogview3plus, prx, sana-video,
+  skyreels-v2, helios; without cache_context: krea2.
+* one call on ``cat([negative, positive])``: bria, bria-fibo, pixart-alpha, hunyuandit, cogview3plus, prx, sana-video,
   anyflow, easyanimate. On ``[positive, negative]`` (the conditional half FIRST): zimage, lumina-next.
 * one call per step (guidance-distilled, the scale is embedded): flux2.
+* a diffusers guider (`pipe.guider`), one call per guider pass, in cache_context(<pass name>): motif-video.
+* several denoising loops per call (autoregressive chunks): helios.
 """
 
 from __future__ import annotations
 
 from .more_image import (
     _build_bria,
+    _build_bria_fibo,
     _build_cogview3plus,
     _build_flux2,
     _build_flux2_klein,
@@ -29,6 +32,8 @@ from .more_image import (
 from .more_video import (
     _build_anyflow,
     _build_easyanimate,
+    _build_helios,
+    _build_motif_video,
     _build_sana_video,
     _build_skyreels_v2,
 )
@@ -135,6 +140,28 @@ _add("easyanimate", "EasyAnimatePipeline", "batched",
      _build_easyanimate, dict(height=32, width=32, num_frames=5, guidance_scale=5.0, negative_prompt=_NEG),
      output_shape=(1, 5, 32, 32, 3), text_tokens=256, image_tokens=48)
 
+_add("bria-fibo", "BriaFiboPipeline", "batched",
+     "Bria FIBO: CFG batched as cat([negative, positive]), no cache_context; SmolLM3 text encoder whose every "
+     "hidden layer conditions one block; Wan 2.2-style patchified VAE (the pipeline hard-codes a scale factor of "
+     "16). A non-empty negative prompt: an empty one is encoded as token id 128000.",
+     _build_bria_fibo, dict(height=64, width=64, guidance_scale=5.0, negative_prompt=_NEG),
+     output_shape=(1, 64, 64, 3), blocks=_DUAL, text_tokens=20, image_tokens=16)
+_add("helios", "HeliosPipeline", "sequential-named",
+     "Helios: autoregressive chunks, each a full denoising loop of num_inference_steps (here 3 loops per call: "
+     "21 frames, 3 latent frames per chunk); cond / uncond calls in cache_context('cond') / ('uncond'). "
+     "stages=1 (no pyramid). The blocks see the chunk's tokens plus compressed history tokens (25 on the "
+     "first call).",
+     _build_helios, dict(height=32, width=32, num_frames=21, num_latent_frames_per_chunk=3,
+                         max_sequence_length=16, guidance_scale=5.0, negative_prompt=_NEG),
+     output_shape=(1, 25, 32, 32, 3), blocks=("blocks",), text_tokens=16, image_tokens=25)
+
+_add("motif-video", "MotifVideoPipeline", "sequential-named",
+     "Motif-Video: guidance by a diffusers guider (`pipe.guider`, ClassifierFreeGuidance saved with the "
+     "pipeline): one call per guider pass, each in cache_context(<the guider's name for it>); T5Gemma2 encoder. "
+     "Its transformer takes the latents plus image-conditioning channels (2 x 4 + 1).",
+     _build_motif_video, dict(height=64, width=64, num_frames=5, max_sequence_length=16, negative_prompt=_NEG),
+     output_shape=(1, 5, 64, 64, 3), blocks=_DUAL, text_tokens=16, image_tokens=32)
+
 _TORCHVISION = "needs torchvision (the PyPI wheel for torch 2.13 does not load against the CPU build)"
 MORE_SKIPPED = {
     "qwenimage21": f"QwenImage21Pipeline's processor is a Qwen3VLProcessor; its video processor {_TORCHVISION}.",
@@ -143,6 +170,8 @@ MORE_SKIPPED = {
     "nucleusmoe-image": f"NucleusMoEImagePipeline's processor is a Qwen3VLProcessor; its video processor "
                         f"{_TORCHVISION}.",
     "kandinsky6": f"Kandinsky6TI2VAPipeline's tokenizer is a Qwen2_5_VLProcessor; its video processor {_TORCHVISION}.",
+    "bria-fibo2": f"BriaFibo2Pipeline's processor is a Qwen3VLProcessor; its video processor {_TORCHVISION}.",
+    "omnigen": "OmniGenPipeline's multimodal processor builds torchvision transforms in __init__ (not installed).",
     "cosmos": "Cosmos pipelines loaded without a safety checker build CosmosSafetyChecker(), which needs the "
               "cosmos_guardrail package, whose guardrail models come from the hub.",
 }

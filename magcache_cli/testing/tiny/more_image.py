@@ -336,3 +336,30 @@ def _build_krea2(seed: int):
         vae=vae, text_encoder=te, tokenizer=tok, transformer=_denoiser(transformer, seed),
         text_encoder_select_layers=(1, 2),
     )
+
+
+def _build_bria_fibo(seed: int):
+    import torch
+    from diffusers import AutoencoderKLWan, BriaFiboPipeline, BriaFiboTransformer2DModel
+    from transformers import SmolLM3Config, SmolLM3ForCausalLM
+
+    tok = _byte_level_fast_tokenizer(["<|begin_of_text|>", "<|end_of_text|>"], bos="<|begin_of_text|>",
+                                     eos="<|end_of_text|>", pad="<|end_of_text|>")
+    torch.manual_seed(seed)
+    te = SmolLM3ForCausalLM(SmolLM3Config(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=1024, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )).eval()
+    torch.manual_seed(seed)
+    transformer = BriaFiboTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=[0, 8, 8], text_encoder_dim=16,
+    )
+    torch.manual_seed(seed)
+    # A Wan 2.2-style VAE (patchified, 16x): the pipeline hard-codes vae_scale_factor = 16.
+    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True], is_residual=True, patch_size=2,
+                           in_channels=12, out_channels=12, latents_mean=[0.0] * 16, latents_std=[1.0] * 16).eval()
+    return BriaFiboPipeline(transformer=_denoiser(transformer, seed), scheduler=_flow_scheduler(), vae=vae,
+                            text_encoder=te, tokenizer=tok)

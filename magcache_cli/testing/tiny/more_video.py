@@ -133,3 +133,45 @@ def _build_easyanimate(seed: int):
     )
     return EasyAnimatePipeline(vae=vae, text_encoder=te, tokenizer=tok, transformer=_denoiser(transformer, seed),
                                scheduler=_flow_scheduler())
+
+
+def _build_helios(seed: int):
+    import torch
+    from diffusers import HeliosPipeline, HeliosScheduler, HeliosTransformer3DModel
+
+    tok = _t5_tokenizer()
+    te = _umt5_text(tok, seed, d_model=32)
+    torch.manual_seed(seed)
+    transformer = HeliosTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
+        text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2, rope_dim=(4, 6, 6),
+    )
+    return HeliosPipeline(
+        tokenizer=tok, text_encoder=te, vae=_wan_vae(seed), transformer=_denoiser(transformer, seed),
+        scheduler=HeliosScheduler(shift=1.0, stages=1, stage_range=[0, 1]),
+    )
+
+
+def _build_motif_video(seed: int):
+    import torch
+    from diffusers import MotifVideoPipeline
+    from diffusers.guiders import ClassifierFreeGuidance
+    from diffusers.models.transformers.transformer_motif_video import MotifVideoTransformer3DModel
+    from transformers import T5Gemma2Encoder, T5Gemma2EncoderConfig, T5Gemma2TextConfig
+
+    tok = _t5_tokenizer()
+    text_config = T5Gemma2TextConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                     vocab_size=len(tok), max_position_embeddings=128, head_dim=16,
+                                     num_key_value_heads=2, pad_token_id=tok.pad_token_id)
+    text_config.dropout_rate, text_config.layer_norm_epsilon, text_config.dense_act_fn = 0.0, 1e-6, "gelu"
+    torch.manual_seed(seed)
+    te = T5Gemma2Encoder(T5Gemma2EncoderConfig(text_config=text_config)).eval()
+    torch.manual_seed(seed)
+    transformer = MotifVideoTransformer3DModel(
+        in_channels=2 * 4 + 1, out_channels=4, num_attention_heads=2, attention_head_dim=12, num_layers=1,
+        num_single_layers=1, mlp_ratio=2.0, patch_size=2, patch_size_t=1, text_embed_dim=32, rope_axes_dim=(4, 4, 4),
+    )
+    return MotifVideoPipeline(
+        scheduler=_flow_scheduler(shift=7.0), vae=_wan_vae(seed), text_encoder=te, tokenizer=tok,
+        transformer=_denoiser(transformer, seed), guider=ClassifierFreeGuidance(guidance_scale=5.0),
+    )
