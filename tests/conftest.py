@@ -31,3 +31,38 @@ def tiny_pipeline_dir(tmp_path_factory) -> Callable[[str], Path]:
         return cache[family]
 
     return get
+
+
+def _reference_skips(curves: dict[str, list[float]], begin: int, stop: int, threshold: float, k: int,
+                     retention: float) -> list[int]:
+    """Positions skipped by the joint rule run on curves[begin:stop] as a run of its own: after the retained
+    steps, per branch acc_ratio *= ratio, acc_steps += 1, acc_err += |1 - acc_ratio|; skip when every branch
+    has acc_err <= threshold and acc_steps <= k; otherwise compute and reset every branch."""
+    n = stop - begin
+    retain = max(1, int(retention * n + 0.5))  # and the first step always computes: nothing is cached yet
+    acc = {lb: [1.0, 0.0, 0] for lb in curves}  # ratio, error, steps
+    skipped = []
+    for i in range(n):
+        may = []
+        for lb, curve in curves.items():
+            if i < retain:
+                may.append(False)
+                continue
+            a = acc[lb]
+            a[0] *= curve[begin + i]
+            a[1] += abs(1 - a[0])
+            a[2] += 1
+            may.append(threshold > 0 and a[1] <= threshold and a[2] <= k)
+        if all(may):
+            skipped.append(begin + i)
+        else:
+            acc = {lb: [1.0, 0.0, 0] for lb in curves}
+    return skipped
+
+
+@pytest.fixture(scope="session")
+def reference_skips() -> Callable[..., list[int]]:
+    """`f(curves, begin, stop, threshold, max_skip_steps, retention_ratio)`: the positions the joint MagCache
+    rule skips on curves[begin:stop] run as a run of its own, written out plainly for the tests (not the
+    library's simulator)."""
+    return _reference_skips

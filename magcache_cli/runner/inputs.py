@@ -188,3 +188,51 @@ def split_call_args(call_kwargs: dict[str, Any], inputs: list[FileInput] | None 
                      "numbers, strings or lists", arg=key)
         inputs += made
     return plain, inputs
+
+
+def recorded_inputs(entries: list[dict[str, Any]], given: set[str], accepted: set[str] | None,
+                    profile_dir: Path | None = None) -> tuple[dict[str, Any], list[FileInput], list[str]]:
+    """The profile's recorded file inputs for the call arguments not `given` now: each file read again when it
+    is still there with the recorded sha256 (tried as given, then next to the profile); otherwise an
+    InputError naming the argument. Arguments the pipeline does not take (`accepted`) are dropped with a note.
+    Returns (call arguments, provenance, notes)."""
+    by_arg: dict[str, list[dict]] = {}
+    for e in entries:
+        if e["arg"] not in given:
+            by_arg.setdefault(e["arg"], []).append(e)
+    specs, notes = [], []
+    for arg, files in by_arg.items():
+        if accepted is not None and arg not in accepted:
+            notes.append(f"calibration.inputs: {arg} dropped (this pipeline does not take it)")
+            continue
+        for e in files:
+            specs.append((arg, _find_recorded(e, profile_dir), e["kind"]))
+    values, infos = read_inputs(specs)
+    return values, infos, notes
+
+
+def _find_recorded(e: dict[str, Any], profile_dir: Path | None) -> str:
+    arg, path, sha = e["arg"], e["path"], e["sha256"]
+    if path is None:
+        raise InputError(f"{arg}: the profile was calibrated on an in-memory {e['kind']} (sha256 {sha[:12]}…), "
+                         "which it cannot reload", hint=f"pass the {e['kind']} for {arg} again", arg=arg)
+    tried = [Path(path).expanduser()]
+    if profile_dir is not None and not tried[0].is_absolute():
+        tried.append(profile_dir / path)
+    found = [p for p in tried if p.exists()]
+    for p in found:
+        if sha256_file(p) == sha:
+            return str(p)
+    what = "changed since calibration (sha256 differs)" if found else "is not there"
+    raise InputError(f"{arg}: the profile's {e['kind']} {path} {what}",
+                     hint=f"pass the {e['kind']} for {arg} again, or restore the file", arg=arg)
+
+
+def drop_unaccepted(args: dict[str, Any], accepted: set[str] | None, source: str) -> tuple[dict[str, Any], list[str]]:
+    """Call arguments inherited from a profile (`source`, e.g. `calibration.call_args`) that this pipeline
+    does not take (a text-to-video profile's `num_frames` on a video-to-video class): dropped, with a note."""
+    if accepted is None:
+        return dict(args), []
+    kept = {k: v for k, v in args.items() if k in accepted}
+    notes = [f"{source}: {k} dropped (this pipeline does not take it)" for k in args if k not in accepted]
+    return kept, notes

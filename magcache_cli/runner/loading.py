@@ -33,6 +33,8 @@ class LoadOptions:
     trust_remote_code: bool = False
     vae_tiling: bool = False  # vae.enable_tiling() after loading (Allegro's VAE only decodes tiled)
     vae_slicing: bool = False  # vae.enable_slicing(): decode the batch one sample at a time
+    pipeline: str | None = None  # another pipeline class on the same weights, e.g. FluxImg2ImgPipeline
+    components: dict[str, str] | None = None  # extra components: name -> hub id or folder (controlnet)
 
 
 def resolve_device(device: str) -> str:
@@ -78,7 +80,7 @@ def quiet_libraries() -> None:
 
 def load_pipeline(opts: LoadOptions):
     """Load through `DiffusionPipeline.from_pretrained`; returns (pipe, device, dtype)."""
-    from diffusers import DiffusionPipeline
+    from magcache_cli.runner.classes import load_components, pipeline_loader
 
     if opts.offload not in OFFLOAD_MODES:
         raise UsageError(f"unknown offload mode {opts.offload!r}", hint="use none, model or sequential")
@@ -91,9 +93,12 @@ def load_pipeline(opts: LoadOptions):
     if looks_local and not (local / "model_index.json").is_file():
         raise LoadError(f"{opts.model} is not a diffusers pipeline folder (no model_index.json)",
                         hint="pass a folder written by save_pretrained, or a Hugging Face hub id")
+    loader = pipeline_loader(opts.pipeline)
+    extra = load_components(opts.components or {}, dtype, opts.allow_pickle)
     try:
-        pipe = DiffusionPipeline.from_pretrained(
+        pipe = loader.from_pretrained(
             str(local) if looks_local else opts.model,
+            **extra,
             revision=opts.revision,
             variant=opts.variant,
             dtype=dtype,

@@ -1,8 +1,8 @@
 """Steps are positions in the scheduler's full schedule: img2img with strength < 1 begins mid-schedule, and a
 pipeline that copies its scheduler or steps it twice still counts each step once.
 
-Every expected schedule here comes from `reference_skips`, a plain re-statement of the MagCache rule written
-for these tests (not the library's simulator), applied to the window of the curve the pipeline executes. The
+Every expected schedule here comes from the `reference_skips` fixture (tests/conftest.py), a plain
+re-statement of the MagCache rule written for the tests (not the library's simulator), applied to the window of the curve the pipeline executes. The
 window's first position is diffusers' own formula for Flux img2img: `int(N - N * strength)`.
 """
 
@@ -27,31 +27,6 @@ from magcache_cli.testing.tiny import FAMILIES
 N = 8
 KW = {**FAMILIES["flux"].call_kwargs, "num_inference_steps": N}  # true CFG: cond and uncond calls per step
 THRESHOLD, K, R = 0.5, 3, 0.2
-
-
-def reference_skips(curves: dict[str, list[float]], begin: int, stop: int, threshold: float = THRESHOLD,
-                    k: int = K, retention: float = R) -> list[int]:
-    """Positions skipped by the joint rule run on curves[begin:stop] as a run of its own."""
-    n = stop - begin
-    retain = int(retention * n + 0.5)
-    acc = {lb: [1.0, 0.0, 0] for lb in curves}  # ratio, error, steps
-    skipped = []
-    for i in range(n):
-        may = []
-        for lb, curve in curves.items():
-            if i < retain:
-                may.append(False)
-                continue
-            a = acc[lb]
-            a[0] *= curve[begin + i]
-            a[1] += abs(1 - a[0])
-            a[2] += 1
-            may.append(threshold > 0 and a[1] <= threshold and a[2] <= k)
-        if all(may):
-            skipped.append(begin + i)
-        else:
-            acc = {lb: [1.0, 0.0, 0] for lb in curves}
-    return skipped
 
 
 def begin_of(strength: float) -> int:
@@ -98,7 +73,8 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 @pytest.mark.parametrize("strength", [0.5, 0.8])
-def test_img2img_reads_the_t2i_curve_at_the_positions_it_runs(img2img, t2i_profile, picture, strength):
+def test_img2img_reads_the_t2i_curve_at_the_positions_it_runs(img2img, t2i_profile, picture, strength,
+                                                             reference_skips):
     image, _ = read_input("image", picture)
     begin = begin_of(strength)
     assert begin == {0.5: 4, 0.8: 1}[strength]
@@ -106,7 +82,7 @@ def test_img2img_reads_the_t2i_curve_at_the_positions_it_runs(img2img, t2i_profi
         img2img("a cat", image=image, strength=strength, generator=gen(), **KW)
     report = cache.report
     assert report.window == (begin, N)
-    expected = reference_skips(curves_of(t2i_profile), begin, N)
+    expected = reference_skips(curves_of(t2i_profile), begin, N, THRESHOLD, K, R)
     assert expected, "the settings must skip something for this test to mean anything"
     for label in ("cond", "uncond"):
         assert report.skipped[label] == expected
@@ -125,7 +101,7 @@ def test_threshold_zero_is_byte_identical_to_no_cache(img2img, t2i_profile, pict
     assert plain.tobytes() == cached.tobytes()
 
 
-def test_partial_calibration_records_its_window_and_a_lower_start_computes_the_rest(img2img, picture):
+def test_partial_calibration_records_its_window_and_a_lower_start_computes_the_rest(img2img, picture, reference_skips):
     image, info = read_input("image", picture)
     result = calibrate_run(img2img, ["a cat"], [0], {**KW, "image": image, "strength": 0.5}, model_id="tiny",
                            inputs=[info])
@@ -147,7 +123,7 @@ def test_partial_calibration_records_its_window_and_a_lower_start_computes_the_r
     report = res.reports[0]
     assert report.window == (1, N) and res.window == (1, N)
     assert report.uncovered == [1, 2, 3]
-    expected = reference_skips(curves_of(prof), 4, N)  # the rule runs on the covered steps only
+    expected = reference_skips(curves_of(prof), 4, N, THRESHOLD, K, R)  # the rule runs on the covered steps only
     assert report.skipped["cond"] == expected and expected
     assert all(s not in report.skipped["cond"] for s in (1, 2, 3))
     warning = next(w for w in res.warnings if "not covered" in w)
@@ -202,7 +178,7 @@ class _TwoStreamFlux:
         return pipe
 
 
-def test_copied_and_repeatedly_stepped_scheduler_counts_each_step_once(base, t2i_profile):
+def test_copied_and_repeatedly_stepped_scheduler_counts_each_step_once(base, t2i_profile, reference_skips):
     pipe = _TwoStreamFlux.make(base)
     prof = magcache.calibrate(pipe, ["a cat"], seeds=[0], **KW)
     assert curves_of(prof) == curves_of(t2i_profile)  # same model, same steps: the copy changes nothing
@@ -212,7 +188,7 @@ def test_copied_and_repeatedly_stepped_scheduler_counts_each_step_once(base, t2i
         pipe("a cat", generator=gen(), **call)
     report = cache.report
     assert report.window == (0, N) and report.calls == 2 * N
-    assert report.skipped["cond"] == reference_skips(curves_of(prof), 0, N)
+    assert report.skipped["cond"] == reference_skips(curves_of(prof), 0, N, THRESHOLD, K, R)
     assert sorted(report.computed["cond"] + report.skipped["cond"]) == list(range(N))
     with magcache.apply(pipe, prof, threshold=0.0):
         same = pipe("a cat", generator=gen(), **call).images
