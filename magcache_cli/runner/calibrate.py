@@ -28,7 +28,7 @@ from magcache_cli.profile.schema import (
     config_fingerprint,
     validated,
 )
-from magcache_cli.runner.inputs import FileInput, split_call_args
+from magcache_cli.runner.inputs import split_call_args
 from magcache_cli.runner.shard import CalibrationRuns
 from magcache_cli.version import __version__
 
@@ -137,7 +137,7 @@ def calibrate(
     on_step: Callable[[int], None] | None = None,
     on_run: Callable[[int, str, int], None] | None = None,
     keep_outputs: bool = False,
-    inputs: list[FileInput] | None = None,
+    inputs: list[InputFile] | None = None,
     components: dict[str, str] | None = None,
     exchange: Exchange | None = None,
 ) -> CalibrationResult:
@@ -199,7 +199,7 @@ def calibrate(
             height=call_kwargs.get("height"), width=call_kwargs.get("width"),
             num_frames=call_kwargs.get("num_frames"), negative_prompt=call_kwargs.get("negative_prompt"),
             call_args={k: v for k, v in plain_args.items() if k not in CALL_KEYS},
-            inputs=[InputFile(**i.to_dict()) for i in provenance],
+            inputs=provenance,
             prompts=list(prompts), seeds=[int(s) for s in seeds], dtype=dtype, device=device,
             created=datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
             versions=versions()),

@@ -7,35 +7,15 @@ and frames for a video), so it stays small and diffable and a team sees what it 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from magcache_cli.errors import InputError
+from magcache_cli.profile.schema import InputFile
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
 KINDS = ("image", "video")
-
-
-@dataclass(frozen=True)
-class FileInput:
-    """One file handed to a call argument (`arg`); several for the same argument make a list."""
-
-    arg: str
-    path: str | None  # as given; None for an in-memory image handed to the Python API
-    sha256: str
-    kind: str  # image | video
-    width: int
-    height: int
-    frames: int | None = None  # videos only
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"arg": self.arg, "path": self.path, "sha256": self.sha256, "kind": self.kind,
-               "width": self.width, "height": self.height}
-        if self.frames is not None:
-            out["frames"] = self.frames
-        return out
 
 
 def sha256_file(path: Path) -> str:
@@ -94,7 +74,7 @@ def guess_kind(path: str | Path) -> str:
     return "video" if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES else "image"
 
 
-def read_input(arg: str, path: str | Path, kind: str | None = None) -> tuple[Any, FileInput]:
+def read_input(arg: str, path: str | Path, kind: str | None = None) -> tuple[Any, InputFile]:
     """The value to pass as call argument `arg` (a PIL image, or a list of frames) and its provenance.
 
     A file that cannot be read raises InputError in one line, before any model is loaded."""
@@ -106,12 +86,14 @@ def read_input(arg: str, path: str | Path, kind: str | None = None) -> tuple[Any
         if kind == "video":
             value = _read_video(p)
             w, h = value[0].size
-            info = FileInput(arg, str(path), sha256_file(p), "video", w, h, len(value))
+            info = InputFile(arg=arg, path=str(path), sha256=sha256_file(p), kind="video", width=w, height=h,
+                             frames=len(value))
         else:
             if p.is_dir():
                 raise ValueError("it is a folder, not an image file")
             value = _open_image(p)
-            info = FileInput(arg, str(path), sha256_file(p), "image", *value.size)
+            info = InputFile(arg=arg, path=str(path), sha256=sha256_file(p), kind="image", width=value.size[0],
+                             height=value.size[1])
     except InputError:
         raise
     except Exception as e:  # PIL/imageio raise many types; all mean "not a readable image/video"
@@ -121,7 +103,7 @@ def read_input(arg: str, path: str | Path, kind: str | None = None) -> tuple[Any
     return value, info
 
 
-def read_inputs(specs: list[tuple[str, str, str | None]]) -> tuple[dict[str, Any], list[FileInput]]:
+def read_inputs(specs: list[tuple[str, str, str | None]]) -> tuple[dict[str, Any], list[InputFile]]:
     """(arg, path, kind) triples -> call arguments and their provenance. An argument given several files
     (`--image a.png --image b.png`) gets a list."""
     values: dict[str, list] = {}
@@ -133,7 +115,7 @@ def read_inputs(specs: list[tuple[str, str, str | None]]) -> tuple[dict[str, Any
     return {k: v[0] if len(v) == 1 else v for k, v in values.items()}, infos
 
 
-def image_provenance(arg: str, value: Any) -> list[FileInput] | None:
+def image_provenance(arg: str, value: Any) -> list[InputFile] | None:
     """Provenance of an in-memory image, or list of images / frames, handed to the Python API (no path:
     sha256 of mode, size and pixels). None when `value` is not one."""
     from PIL import Image
@@ -148,9 +130,11 @@ def image_provenance(arg: str, value: Any) -> list[FileInput] | None:
         return h.hexdigest()
 
     if isinstance(value, Image.Image):
-        return [FileInput(arg, None, digest(value), "image", *value.size)]
+        return [InputFile(arg=arg, path=None, sha256=digest(value), kind="image", width=value.size[0],
+                          height=value.size[1])]
     h = hashlib.sha256("".join(digest(v) for v in items).encode()).hexdigest()
-    return [FileInput(arg, None, h, "video", *items[0].size, len(items))]
+    return [InputFile(arg=arg, path=None, sha256=h, kind="video", width=items[0].size[0],
+                      height=items[0].size[1], frames=len(items))]
 
 
 def is_storable(v: Any) -> bool:
@@ -164,8 +148,8 @@ def is_storable(v: Any) -> bool:
     return False
 
 
-def split_call_args(call_kwargs: dict[str, Any], inputs: list[FileInput] | None = None
-                    ) -> tuple[dict[str, Any], list[FileInput]]:
+def split_call_args(call_kwargs: dict[str, Any], inputs: list[InputFile] | None = None
+                    ) -> tuple[dict[str, Any], list[InputFile]]:
     """(storable call args, input provenance) for a profile, checked BEFORE anything runs.
 
     File inputs given as `inputs` are recorded as such; an in-memory PIL image (Python API) gets a provenance
@@ -190,32 +174,32 @@ def split_call_args(call_kwargs: dict[str, Any], inputs: list[FileInput] | None 
     return plain, inputs
 
 
-def recorded_inputs(entries: list[dict[str, Any]], given: set[str], accepted: set[str] | None,
-                    profile_dir: Path | None = None) -> tuple[dict[str, Any], list[FileInput], list[str]]:
+def recorded_inputs(entries: list[InputFile], given: set[str], accepted: set[str] | None,
+                    profile_dir: Path | None = None) -> tuple[dict[str, Any], list[InputFile], list[str]]:
     """The profile's recorded file inputs for the call arguments not `given` now: each file read again when it
     is still there with the recorded sha256 (tried as given, then next to the profile); otherwise an
     InputError naming the argument. Arguments the pipeline does not take (`accepted`) are dropped with a note.
     Returns (call arguments, provenance, notes)."""
-    by_arg: dict[str, list[dict]] = {}
+    by_arg: dict[str, list[InputFile]] = {}
     for e in entries:
-        if e["arg"] not in given:
-            by_arg.setdefault(e["arg"], []).append(e)
+        if e.arg not in given:
+            by_arg.setdefault(e.arg, []).append(e)
     specs, notes = [], []
     for arg, files in by_arg.items():
         if accepted is not None and arg not in accepted:
             notes.append(f"calibration.inputs: {arg} dropped (this pipeline does not take it)")
             continue
         for e in files:
-            specs.append((arg, _find_recorded(e, profile_dir), e["kind"]))
+            specs.append((arg, _find_recorded(e, profile_dir), e.kind))
     values, infos = read_inputs(specs)
     return values, infos, notes
 
 
-def _find_recorded(e: dict[str, Any], profile_dir: Path | None) -> str:
-    arg, path, sha = e["arg"], e["path"], e["sha256"]
+def _find_recorded(e: InputFile, profile_dir: Path | None) -> str:
+    arg, path, sha = e.arg, e.path, e.sha256
     if path is None:
-        raise InputError(f"{arg}: the profile was calibrated on an in-memory {e['kind']} (sha256 {sha[:12]}…), "
-                         "which it cannot reload", hint=f"pass the {e['kind']} for {arg} again", arg=arg)
+        raise InputError(f"{arg}: the profile was calibrated on an in-memory {e.kind} (sha256 {sha[:12]}…), "
+                         "which it cannot reload", hint=f"pass the {e.kind} for {arg} again", arg=arg)
     tried = [Path(path).expanduser()]
     if profile_dir is not None and not tried[0].is_absolute():
         tried.append(profile_dir / path)
@@ -224,8 +208,8 @@ def _find_recorded(e: dict[str, Any], profile_dir: Path | None) -> str:
         if sha256_file(p) == sha:
             return str(p)
     what = "changed since calibration (sha256 differs)" if found else "is not there"
-    raise InputError(f"{arg}: the profile's {e['kind']} {path} {what}",
-                     hint=f"pass the {e['kind']} for {arg} again, or restore the file", arg=arg)
+    raise InputError(f"{arg}: the profile's {e.kind} {path} {what}",
+                     hint=f"pass the {e.kind} for {arg} again, or restore the file", arg=arg)
 
 
 def drop_unaccepted(args: dict[str, Any], accepted: set[str] | None, source: str) -> tuple[dict[str, Any], list[str]]:
