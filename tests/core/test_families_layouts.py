@@ -144,3 +144,52 @@ def test_family(tiny_pipeline_dir, family):
     assert cached.transformer_calls == exact.total_calls - skipped * len(LABELS[layout]) // (2 if layout == "batch" else 1)
     assert not [w for w in cached.warnings if "scheduled to skip" in w]
     assert np.isfinite(media(cached.outputs[0])).all()
+
+
+def test_a_guider_with_a_third_pass_gets_its_own_label_curve_and_window(tiny_pipeline_dir):
+    """Skip-layer guidance adds a `pred_cond_skip` pass on steps start < i < stop of the schedule: it is the
+    branch `cond_skip`, with its own ratios (equal to plain hooks on its passes) and its own window."""
+    from diffusers import SkipLayerGuidance
+    from diffusers.hooks import LayerSkipConfig
+
+    pipe, _, _ = load_pipeline(LoadOptions(str(tiny_pipeline_dir("hunyuanimage"))))
+    pipe.guider = SkipLayerGuidance(guidance_scale=3.5, skip_layer_guidance_scale=2.8, skip_layer_guidance_start=0.2,
+                                    skip_layer_guidance_stop=0.8,
+                                    skip_layer_config=LayerSkipConfig(indices=[0], fqn="transformer_blocks"))
+    steps = 8
+    kw = kwargs("hunyuanimage", steps)
+    prof = calibrate(pipe, ["a cat"], [0], kw, model_id="hunyuanimage-slg").profile
+    assert list(prof.branches) == ["cond", "uncond", "cond_skip"]
+    window = [int(0.2 * steps) + 1, int(0.8 * steps)]  # the guider's rule: start < step < stop
+    assert prof.branches["cond_skip"].active == window and prof.branches["cond"].active is None
+
+    # reference: plain hooks on the stack's first and last block, each pass labelled by its guider name
+    t, names, residuals, state = pipe.transformer, [], [], {}
+    original = t.cache_context
+
+    def naming(name, *a, **k):
+        names.append(name)
+        return original(name, *a, **k)
+
+    t.cache_context = naming
+    handles = [t.transformer_blocks[0].register_forward_pre_hook(lambda m, a, k: state.update(x=a[0] if a else k["hidden_states"]), with_kwargs=True),
+               t.single_transformer_blocks[-1].register_forward_hook(lambda m, a, k, o: residuals.append((o[0] - state["x"]).double()), with_kwargs=True)]
+    try:
+        plain = pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), **kw)
+    finally:
+        del t.cache_context
+        for h in handles:
+            h.remove()
+    per: dict[str, list[torch.Tensor]] = {}
+    for name, r in zip(names, residuals):
+        per.setdefault(name.removeprefix("pred_"), []).append(r)
+    assert {k: len(v) for k, v in per.items()} == {"cond": steps, "uncond": steps, "cond_skip": window[1] - window[0]}
+    for label, rs in per.items():
+        curve = [1.0] + [float((b.norm(dim=-1) / a.norm(dim=-1)).mean()) for a, b in zip(rs, rs[1:])]
+        got = prof.branches[label].ratios
+        got = got[window[0]:window[1]] if label == "cond_skip" else got
+        assert got == pytest.approx(curve, abs=1e-5), label
+
+    exact = run(pipe, ["a cat"], [0], kw, profile=prof, settings=SkipSettings(0.0, 2, 0.2))
+    assert np.array_equal(media(exact.outputs[0]), media(plain))
+    assert exact.total_calls == exact.transformer_calls == 2 * steps + window[1] - window[0]
