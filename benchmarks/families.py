@@ -18,6 +18,7 @@ from magcache_cli.core.rule import SkipSettings
 from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.runner.loading import LoadOptions, load_pipeline, quiet_libraries
 from magcache_cli.runner.run import run
+from magcache_cli.testing.helpers import media
 from magcache_cli.testing.tiny import FAMILIES, build_tiny_pipeline
 
 quiet_libraries()
@@ -26,7 +27,7 @@ for fam in fams:
     try:
         d = os.path.join(tempfile.gettempdir(), f"magcache_tiny_{fam}")
         if not os.path.exists(d): build_tiny_pipeline(fam, d)
-        pipe, dev, dt = load_pipeline(LoadOptions(d))
+        pipe, dev, dt = load_pipeline(LoadOptions(d, **FAMILIES[fam].load))
         kw = dict(FAMILIES[fam].call_kwargs); kw["num_inference_steps"]=8; kw["output_type"]="np"
         t=time.time()
         res = calibrate(pipe, ["a cat"], [0], kw, model_id=d)
@@ -36,7 +37,7 @@ for fam in fams:
         r0 = run(pipe, ["a cat"], [1], kw, profile=p, settings=SkipSettings(0.0, 3, 0.2))
         nc = run(pipe, ["a cat"], [1], kw, profile=p, no_cache=True)
         def arr(o):
-            o=o.outputs[0]; return np.asarray(o.frames if getattr(o,"frames",None) is not None else o.images)
+            return media(o.outputs[0])  # the picture field by type (Kandinsky 5: `.image`)
         same = np.array_equal(arr(r0), arr(nc))
         r = run(pipe, ["a cat"], [1], kw, profile=p, settings=SkipSettings(1.0, 3, 0.2))
         tr=time.time()-t

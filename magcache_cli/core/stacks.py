@@ -365,5 +365,9 @@ def analyse(obs: Observation, denoiser_name: str = "transformer") -> StackSpec:
         else:
             raise StackNotFoundError(f"block {last.path}.{last.index} returns an output that is not a stream",
                                      hint="please open an issue with the model id")
-    notes = [f"left out: {s[0].path} (does not feed the main stream)" for s in segs if s not in chain]
+    notes = list(dict.fromkeys(f"left out: {s[0].path} (does not feed the main stream)" for s in segs if s not in chain))
+    if first.index != 0:  # Latte: spatial and temporal lists called in turns, with reshapes in between
+        notes.append(f"{first.path} is called in turns with other block lists and its block {first.index} starts "
+                     f"the stack found; the hooks wrap the list's first and last block, so the span cached runs "
+                     f"from {first.path}[0]'s input to its last block's output")
     return StackSpec(specs, first.names, last.names, out_spec, last.single, start, tail, notes)
