@@ -44,6 +44,7 @@ class CompileMode(Choice):
     NONE = "none"
     REPEATED = "repeated"  # transformer.compile_repeated_blocks(fullgraph=True)
     FULL = "full"  # torch.compile of the whole transformer
+    AUTO = "auto"  # the best that works: repeated where the transformer declares repeated blocks, else full
 
 
 class Offload(Choice):

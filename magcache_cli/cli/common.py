@@ -1,11 +1,7 @@
-"""Helpers every command shares: the error boundary, model loading with a status line, skip settings and
+"""Helpers every command shares: model loading with a status line, skip settings and
 call arguments defaulting to a profile's calibration. Commands stay thin: parse, call the library, render."""
 
 from __future__ import annotations
-
-import functools
-import os
-import traceback
 
 import typer
 
@@ -14,30 +10,6 @@ from magcache_cli.errors import DistributedError, MagCacheError, UsageError
 
 DEMO_MODEL = "builtin:demo"
 DEMO_PROMPTS = ["a handwritten digit three", "a handwritten digit seven"]
-debug = {"on": os.environ.get("MAGCACHE_DEBUG") == "1"}
-
-
-def boundary(fn):
-    """Library errors become `Error: <what> — <what to do next>` and exit 1; --debug shows the traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            try:
-                return fn(*args, **kwargs)
-            except BaseException as e:
-                if stop_ranks(e):  # rank 0 prints the job's one line
-                    raise typer.Exit(1) from None
-                raise
-        except MagCacheError as e:
-            if debug["on"]:
-                traceback.print_exc()
-            console.error(str(e))
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            console.error("interrupted")
-            raise typer.Exit(130) from None
-    return wrapper
 
 
 def load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code):
@@ -49,8 +21,7 @@ def load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, tr
 
 
 def apply_compile(pipe, mode: str) -> None:
-    if mode not in ("none", "repeated", "full"):
-        raise UsageError(f"unknown --compile {mode!r}", hint="use none, repeated or full")
+    """`--compile`: none, repeated, full, or auto (bare `--compile`: repeated blocks where declared, else full)."""
     if mode != "none":
         from magcache_cli.core.compile import compile_pipeline
 
@@ -76,21 +47,25 @@ def check_policy(branch_policy: str) -> str:
                          hint=f"use one of {', '.join(BranchPolicy.values())}") from None
 
 
-def call_setup(prof, prompt, prompts_file, seed, steps, guidance_scale, negative_prompt, height, width, num_frames,
-                set_, pipe, all_prompts: bool):
-    """Prompts, seeds and call arguments, defaulting to the profile's calibration (as `run` does)."""
-    from magcache_cli.runner.loading import build_call_kwargs, parse_set, read_prompts
+def call_setup(prof, pre, seed, steps, guidance_scale, negative_prompt, height, width, num_frames, pipe,
+               all_prompts: bool):
+    """Prompts, seeds and call arguments, defaulting to the profile's calibration (as `run` does). `pre` is
+    what `preflight.check` read: the prompts given and the parsed --set."""
+    from magcache_cli.runner.loading import build_call_kwargs
 
     cal = prof.calibration
-    prompts = read_prompts(prompt, prompts_file) or (cal.prompts if all_prompts else cal.prompts[:1])
+    prompts = pre.prompts or (cal.prompts if all_prompts else cal.prompts[:1])
     if not prompts:
         raise UsageError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
+
+    def given(v, default):
+        return default if v is None else v
+
     kwargs = build_call_kwargs(
-        pipe, steps=steps or cal.steps,
-        guidance_scale=guidance_scale if guidance_scale is not None else cal.guidance_scale,
-        negative_prompt=negative_prompt if negative_prompt is not None else cal.negative_prompt,
-        height=height or cal.height, width=width or cal.width, num_frames=num_frames or cal.num_frames,
-        extra={**cal.call_args, **parse_set(set_)})
+        pipe, steps=given(steps, cal.steps), guidance_scale=given(guidance_scale, cal.guidance_scale),
+        negative_prompt=given(negative_prompt, cal.negative_prompt), height=given(height, cal.height),
+        width=given(width, cal.width), num_frames=given(num_frames, cal.num_frames),
+        extra={**cal.call_args, **pre.call_args})
     return prompts, list(seed or [0]), kwargs
 
 
@@ -98,11 +73,15 @@ def progress_bar(total_runs: int, steps: int, label: str):
     """Callbacks for calibrate/run that drive one progress bar over runs × steps."""
     return console.progress(total_runs * max(1, steps), label)
 
+
 def demo_defaults(steps, guidance_scale, height, width):
     from magcache_cli.runner.loading import DEMO_CALL
 
-    return (steps or DEMO_CALL["num_inference_steps"], guidance_scale or DEMO_CALL["guidance_scale"],
-            height or DEMO_CALL["height"], width or DEMO_CALL["width"])
+    def given(v, key):
+        return DEMO_CALL[key] if v is None else v
+
+    return (given(steps, "num_inference_steps"), given(guidance_scale, "guidance_scale"), given(height, "height"),
+            given(width, "width"))
 
 
 # ------------------------------------------------------------------------------------- several processes

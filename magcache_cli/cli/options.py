@@ -29,7 +29,7 @@ Offload = Annotated[str, typer.Option(help=f"{choices(_Offload)} CPU offload.", 
 BranchPolicy = Annotated[str, typer.Option(help=f"{choices(_Policy)}. joint: skip a step only when every branch may skip (default). independent: each sequential branch decides alone.", rich_help_panel=SKIP)]
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow non-safetensors weights (only for models you trust).", rich_help_panel=LOAD)]
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow custom pipeline code from the model repo.", rich_help_panel=LOAD)]
-Compile = Annotated[str, typer.Option("--compile", help="torch.compile the transformer: none | repeated (its repeated blocks, fullgraph=True) | full (the whole model). The first call compiles; skipping adds no recompilation.", rich_help_panel=LOAD)]
+Compile = Annotated[str, typer.Option("--compile", help="torch.compile the transformer: none | repeated (its repeated blocks, fullgraph=True) | full (the whole model) | auto (the best that works: repeated where the transformer declares repeated blocks, else full). `--compile` alone means auto. The first call compiles; skipping adds no recompilation.", rich_help_panel=LOAD)]
 
 Prompt = Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="Prompt; repeat for several.", rich_help_panel=CALL)]
 PromptsFile = Annotated[Optional[Path], typer.Option(help="File with one prompt per line (# comments allowed).", rich_help_panel=CALL)]
@@ -45,6 +45,10 @@ Set = Annotated[Optional[list[str]], typer.Option("--set", help="Any other call 
 Threshold = Annotated[Optional[float], typer.Option(help="Accumulated-error threshold (0 disables skipping). Default: the profile's.", rich_help_panel=SKIP)]
 MaxSkipSteps = Annotated[Optional[int], typer.Option(help="Max consecutive skipped steps (K). Default: the profile's.", rich_help_panel=SKIP)]
 RetentionRatio = Annotated[Optional[float], typer.Option(help="Fraction of first steps never skipped. Default: the profile's.", rich_help_panel=SKIP)]
+# calibrate has no profile yet: these set the defaults it writes into the new one
+NewThreshold = Annotated[Optional[float], typer.Option("--threshold", help="The profile's default accumulated-error threshold (0 disables skipping). Default: 0.06.", rich_help_panel=SKIP)]
+NewMaxSkipSteps = Annotated[Optional[int], typer.Option("--max-skip-steps", help="The profile's default max consecutive skipped steps (K). Default: 3.", rich_help_panel=SKIP)]
+NewRetentionRatio = Annotated[Optional[float], typer.Option("--retention-ratio", help="The profile's default fraction of first steps never skipped. Default: 0.2.", rich_help_panel=SKIP)]
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; everything else goes to stderr.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")]

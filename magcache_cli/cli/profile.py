@@ -12,7 +12,7 @@ import typer
 
 from magcache_cli.cli import options as o
 from magcache_cli.cli import render as console
-from magcache_cli.cli.common import boundary, check_policy
+from magcache_cli.cli.common import check_policy
 from magcache_cli.errors import ProfileError, UsageError
 from magcache_cli.types import BranchPolicy, ExportFormat, PadMode
 
@@ -24,7 +24,6 @@ DEFAULTS = "Defaults written to the profile"
 
 
 @profile_app.command("list")
-@boundary
 def profile_list(json_: o.Json = False) -> None:
     """List the profiles you can use by name: shipped ones and those in MAGCACHE_PROFILE_PATH folders.
 
@@ -43,7 +42,6 @@ def profile_list(json_: o.Json = False) -> None:
 
 
 @profile_app.command("show")
-@boundary
 def profile_show(ref: Ref, json_: o.Json = False) -> None:
     """Show a profile: provenance, defaults, and per-branch curves with sparklines.
 
@@ -86,7 +84,6 @@ def profile_validate(refs: Annotated[list[str], typer.Argument(help="Profile fil
 
 
 @profile_app.command("diff")
-@boundary
 def profile_diff(
     a: Annotated[str, typer.Argument(help="Profile A (file or name).")],
     b: Annotated[str, typer.Argument(help="Profile B (file or name).")],
@@ -95,8 +92,7 @@ def profile_diff(
 ) -> None:
     """Compare two profiles: metadata, per-branch curve differences, and the skip schedules they give.
 
-    Both profiles' curves are simulated with A's defaults and with B's defaults, so you see what the curve
-    difference alone does to the schedule. A difference is not an error: the exit code is 0.
+    Both profiles' curves are simulated with A's defaults and with B's defaults, so you see what the curve difference alone does to the schedule. A difference is not an error: the exit code is 0.
 
     Example:
 
@@ -116,7 +112,6 @@ def profile_diff(
 
 
 @profile_app.command("plot")
-@boundary
 def profile_plot(
     ref: Ref,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Image file (.png, .svg, .pdf); needs matplotlib (pip install 'magcache-cli\\[plot]'). Without it: a terminal chart.")] = None,
@@ -145,7 +140,6 @@ def profile_plot(
 
 
 @profile_app.command("import")
-@boundary
 def profile_import(
     ratios: Annotated[Optional[str], typer.Option(help='The ratios: "1.0, 1.21, 1.11, ..." or a JSON list.')] = None,
     ratios_file: Annotated[Optional[Path], typer.Option(help="File with the ratios (JSON list, or separated by commas/whitespace).")] = None,
@@ -170,7 +164,11 @@ def profile_import(
 
     Example (the interleaved Wan2.1 list of the MagCache scripts, 2 leading 1.0 pads included):
 
-        magcache profile import --ratios-file wan.txt --interleaved --steps 50 --model Wan-AI/Wan2.1-T2V-1.3B-Diffusers --pipeline-class WanPipeline --transformer-class WanTransformer3DModel --threshold 0.12 --max-skip-steps 4 --out wan.yaml
+        magcache profile import --ratios-file wan.txt --interleaved --steps 50 \\
+            --model Wan-AI/Wan2.1-T2V-1.3B-Diffusers \\
+            --pipeline-class WanPipeline \\
+            --transformer-class WanTransformer3DModel \\
+            --threshold 0.12 --max-skip-steps 4 --out wan.yaml
     """
     from magcache_cli.profile.convert import (
         import_ratios,
@@ -208,7 +206,6 @@ def profile_import(
 
 
 @profile_app.command("export")
-@boundary
 def profile_export(
     ref: Ref,
     format_: Annotated[str, typer.Option("--format", "-f", help=f"{o.choices(ExportFormat)}: a diffusers MagCacheConfig snippet, or plain JSON lists.")] = "diffusers",

@@ -9,16 +9,10 @@ import typer
 
 from magcache_cli.cli import options as o
 from magcache_cli.cli import render as console
-from magcache_cli.cli.common import (
-    boundary,
-    call_setup,
-    check_policy,
-    enable_context_parallel,
-    load_pipe,
-    skip_settings,
-    start_ranks,
-)
+from magcache_cli.cli import preflight
+from magcache_cli.cli.common import call_setup, enable_context_parallel, load_pipe, skip_settings, start_ranks
 from magcache_cli.errors import UsageError
+from magcache_cli.runner.recovery import atomic_write, write_or_recover
 
 GRID = "Sweep grid"
 
@@ -58,14 +52,13 @@ def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, js
         cmp = compare(pipe, prof, prompts, seeds, kwargs, settings, policy, on_run=on_run, force=force)
     res = cmp.cached_result
     targets = outputs.output_paths(Path(output), res.prompts_seeds, prompts)
-    paths = [str(outputs.save(out, p)) for out, p in zip(res.outputs, targets)]
+    paths = [str(write_or_recover(t, lambda p, out=out: outputs.save(out, p))) for out, t in zip(res.outputs, targets)]
     sheets = []
     for p, ref, cached, fewer in zip(targets, cmp.reference.arrays, cmp.cached_arrays, cmp.baseline_arrays):
         sheet = side_by_side([("uncached", ref), ("cached", cached), (f"{cmp.baseline_steps} steps", fewer),
                               ("|diff| x4", np.clip(np.abs(cached - ref) * 4, 0, 1))])
-        path = Path(p).with_name(f"{Path(p).stem}-compare.png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sheet.save(path)
+        path = write_or_recover(Path(p).with_name(f"{Path(p).stem}-compare.png"),
+                                lambda q, sheet=sheet: atomic_write(q, sheet.save))
         sheets.append(str(path))
     for w in cmp.cached.warnings:
         console.warn(w)
@@ -132,14 +125,12 @@ def tune(
 ) -> None:
     """Find the fastest skip settings that meet a quality target, by measurement, and write them.
 
-    Sweeps threshold × max consecutive skips × retention ratio. One model load and one uncached reference per prompt × seed; settings with the same skip schedule run
-    once. Prints the Pareto table (passes vs quality) with the fewer-steps baseline at equal passes, and writes
-    the chosen setting into the profile's defaults with the evidence in `defaults.tuned`. Prompts default to
-    the profile's calibration prompts. Refuses (exit 1, file untouched) when no setting meets the target.
+    Sweeps threshold × max consecutive skips × retention ratio. One model load and one uncached reference per prompt × seed; settings with the same skip schedule run once. Prints the Pareto table (passes vs quality) with the fewer-steps baseline at equal passes, and writes the chosen setting into the profile's defaults with the evidence in `defaults.tuned`. Prompts default to the profile's calibration prompts. Refuses (exit 1, file untouched) when no setting meets the target.
 
     Example:
 
-        magcache tune --profile flux.yaml --min-psnr 35 -p "a cat playing chess" -s 0 -s 1 --steps 28
+        magcache tune --profile flux.yaml --min-psnr 35 \\
+            -p "a cat playing chess" -s 0 -s 1 --steps 28
     """
     from magcache_cli.errors import MagCacheError
     from magcache_cli.profile.io import load_profile, save_profile
@@ -154,7 +145,8 @@ def tune(
     from magcache_cli.quality.tune import tune as run_tune
 
     console.set_json(json_)
-    policy = check_policy(branch_policy)
+    pre = preflight.check(locals())
+    policy = branch_policy
     target = Target(min_psnr, min_ssim, max_lpips)
     if not target.given():
         raise UsageError("no quality target", hint="pass --min-psnr (e.g. 35), --min-ssim or --max-lpips")
@@ -167,16 +159,20 @@ def tune(
     from magcache_cli.profile.resolve import resolve_profile
 
     profile = str(resolve_profile(str(profile)))  # a shipped profile's name works too (then prefer --out)
-    dest = Path(out) if out else Path(profile)
-    if out and dest.exists() and not force and not dry_run and dest.resolve() != Path(profile).resolve():
-        raise UsageError(f"{dest} exists", hint="pass --force to overwrite it, or choose another --out")
+    dest = Path(profile)
+    if not dry_run:
+        same = out is not None and Path(out).exists() and Path(out).resolve() == Path(profile).resolve()
+        dest = (preflight.output_file(out, "--out", default_name=Path(profile).name, overwrite=force or same)
+                if out is not None else preflight.output_file(profile, "--profile", default_name=Path(profile).name))
     prof = load_profile(profile)
+    model_id, rev = model or prof.model.id, revision or (None if model else prof.model.revision)
+    cal = prof.calibration
+    preflight.sizes(model_id, rev, cal.height if height is None else height, cal.width if width is None else width)
     ranks = start_ranks(device, context_parallel)
-    pipe, _, _ = load_pipe(model or prof.model.id, revision or (None if model else prof.model.revision), variant, dtype,
-                       device, offload, allow_pickle, trust_remote_code)
+    pipe, _, _ = load_pipe(model_id, rev, variant, dtype, device, offload, allow_pickle, trust_remote_code)
     enable_context_parallel(pipe, ranks)
-    prompts, seeds, kwargs = call_setup(prof, prompt, prompts_file, seed, steps, guidance_scale, negative_prompt,
-                                         height, width, num_frames, set_, pipe, all_prompts=True)
+    prompts, seeds, kwargs = call_setup(prof, pre, seed, steps, guidance_scale, negative_prompt, height, width,
+                                        num_frames, pipe, all_prompts=True)
     n = len(prompts) * len(seeds)
     with console.progress(n * (len(settings_list) + 2), "Tuning") as bar:
         def on_run(what: str) -> None:
@@ -188,7 +184,8 @@ def tune(
         result = run_tune(pipe, prof, prompts, seeds, kwargs, target, grid, policy, on_run, exchange=ranks)
     written = None
     if result.chosen is not None and not dry_run and ranks.info.is_main:
-        written = str(save_profile(with_tuned_defaults(prof, result), dest, overwrite=True))
+        tuned = with_tuned_defaults(prof, result)
+        written = str(write_or_recover(dest, lambda p: save_profile(tuned, p, overwrite=True)))
     ranks.finish()  # every rank ends with rank 0's write; only rank 0 prints
     if not ranks.info.is_main:
         raise typer.Exit(0 if result.chosen is not None else 1)
@@ -250,7 +247,8 @@ def schedule(
 
     Example:
 
-        magcache schedule --profile flux.yaml --steps 28 --threshold 0.12 --max-skip-steps 4
+        magcache schedule --profile flux.yaml --steps 28 --threshold 0.12 \\
+            --max-skip-steps 4
         magcache schedule --profile flux.yaml --steps 50 --sweep
     """
     import dataclasses
@@ -260,11 +258,10 @@ def schedule(
     from magcache_cli.quality.tune import DEFAULT_THRESHOLDS
 
     console.set_json(json_)
-    policy = check_policy(branch_policy)
+    preflight.check(locals())
+    policy = branch_policy
     prof = load_profile(profile)
     n = steps if steps is not None else prof.calibration.steps
-    if n < 1:
-        raise UsageError(f"--steps must be >= 1, got {n}")
     base = skip_settings(prof, threshold, max_skip_steps, retention_ratio)
     if not sweep:
         pred = predict(prof, n, base, policy)
@@ -293,5 +290,5 @@ def _pred_json(pred: dict) -> dict:
 
 def register(app: typer.Typer) -> None:
     """Add the quality commands to the main app (called from cli._register_subcommands)."""
-    app.command("tune")(boundary(tune))
-    app.command("schedule")(boundary(schedule))
+    app.command("tune")(tune)
+    app.command("schedule")(schedule)

@@ -30,24 +30,31 @@ from typing import Any, Callable
 from magcache_cli.core.stacks import find_denoisers, unwrap_compiled
 from magcache_cli.errors import MagCacheError, UsageError
 
-MODES = ("repeated", "full")
+MODES = ("repeated", "full", "auto")
 
 
 def compile_pipeline(pipe, mode: str = "repeated", fullgraph: bool = True, **torch_compile_kwargs: Any) -> list[str]:
     """Compile every transformer of `pipe` in place; return the names compiled (e.g. ``["transformer"]``).
 
-    `mode` is ``"repeated"`` (``compile_repeated_blocks``) or ``"full"`` (``transformer.compile()``);
+    `mode` is ``"repeated"`` (``compile_repeated_blocks``), ``"full"`` (``transformer.compile()``) or
+    ``"auto"``: repeated blocks where the transformer declares them (``_repeated_blocks``), else the whole model;
     other keyword arguments (``backend``, ``mode``, ``dynamic``, ...) go to ``torch.compile`` as they are —
     pass the compile mode as ``compile_mode=`` since ``mode`` names magcache's choice.
     Compiling is lazy: the first pipeline call pays for it.
     """
     if mode not in MODES:
-        raise UsageError(f"unknown compile mode {mode!r}", hint="use repeated (the transformer's repeated blocks) or full")
+        raise UsageError(f"unknown compile mode {mode!r}",
+                         hint="use `mode=repeated` (the transformer's repeated blocks), `mode=full` or `mode=auto`")
     if "compile_mode" in torch_compile_kwargs:
         torch_compile_kwargs["mode"] = torch_compile_kwargs.pop("compile_mode")
     names = []
     for name, model in find_denoisers(pipe):
-        if mode == "repeated":
+        if mode == "auto" and has_repeated_blocks(model):
+            try:
+                _compile_repeated(model, fullgraph, torch_compile_kwargs)
+            except MagCacheError:  # the declared block classes are not in this model: compile all of it
+                model.compile(fullgraph=fullgraph, **torch_compile_kwargs)
+        elif mode == "repeated":
             _compile_repeated(model, fullgraph, torch_compile_kwargs)
         else:
             model.compile(fullgraph=fullgraph, **torch_compile_kwargs)
@@ -57,17 +64,21 @@ def compile_pipeline(pipe, mode: str = "repeated", fullgraph: bool = True, **tor
     return names
 
 
+def has_repeated_blocks(model) -> bool:
+    """Whether `model` declares repeated blocks that `compile_repeated_blocks` can compile one by one."""
+    return bool(getattr(model, "_repeated_blocks", None)) and hasattr(model, "compile_repeated_blocks")
+
+
 def _compile_repeated(model, fullgraph: bool, kwargs: dict) -> None:
     cls = type(model).__name__
-    blocks = getattr(model, "_repeated_blocks", None)
-    if not blocks or not hasattr(model, "compile_repeated_blocks"):
+    if not has_repeated_blocks(model):
         raise MagCacheError(f"{cls} declares no repeated blocks (`_repeated_blocks`), so they cannot be compiled alone",
-                            hint="compile the whole transformer instead: --compile full / compile_pipeline(pipe, mode='full')")
+                            hint="compile the whole transformer instead (`mode=full`)")
     try:
         model.compile_repeated_blocks(fullgraph=fullgraph, **kwargs)
     except ValueError as e:  # diffusers: the listed classes are not found in the model
         raise MagCacheError(f"{cls}: {e}",
-                            hint="compile the whole transformer instead: --compile full / compile_pipeline(pipe, mode='full')") from None
+                            hint="compile the whole transformer instead (`mode=full`)") from None
 
 
 def compiled_entry(top) -> tuple[Any, str, Callable] | None:

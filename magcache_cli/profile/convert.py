@@ -30,7 +30,7 @@ PAD_MODES = PadMode.values()
 EXPORT_FORMATS = ExportFormat.values()
 
 
-def parse_ratios(text: str, where: str = "--ratios") -> list[float]:
+def parse_ratios(text: str, where: str = "`ratios`") -> list[float]:
     """Numbers from a JSON list or from text separated by commas and/or whitespace (outer brackets allowed).
 
     Every value must be a finite number > 0; errors name the value's position in the list.
@@ -40,7 +40,7 @@ def parse_ratios(text: str, where: str = "--ratios") -> list[float]:
         body = body[1:-1].strip()
     tokens = [t for t in re.split(r"[\s,]+", body) if t]
     if not tokens:
-        raise UsageError(f"{where}: no numbers given", hint='pass the ratios, e.g. --ratios "1.0, 1.21, 1.11"')
+        raise UsageError(f"{where}: no numbers given", hint='pass the ratios, e.g. "1.0, 1.21, 1.11"')
     values = []
     for i, tok in enumerate(tokens):
         try:
@@ -60,7 +60,7 @@ def read_ratios_file(path: str | os.PathLike) -> list[float]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read --ratios-file {path}: {e}", hint="check the path") from e
+        raise UsageError(f"cannot read `ratios_file` {path}: {e}", hint="check the path") from e
     return parse_ratios(text, where=str(path))
 
 
@@ -80,18 +80,18 @@ def split_ratios(
       first), or uncond then cond for `guidance_mode="batched"` (`torch.cat([negative, positive])`).
     """
     if uncond_first and not interleaved:
-        raise UsageError("--uncond-first only applies to an --interleaved list", hint="add --interleaved")
+        raise UsageError("`uncond_first` only applies to an `interleaved` list", hint="add `interleaved=True`")
     if pad not in PAD_MODES:
-        raise UsageError(f"unknown --pad {pad!r}", hint=f"use one of {', '.join(PAD_MODES)}")
+        raise UsageError(f"unknown `pad` {pad!r}", hint=f"use one of {', '.join(PAD_MODES)}")
     if interleaved and guidance_mode == "none":
-        raise UsageError("an interleaved cond/uncond list needs guidance", hint="use --guidance-mode sequential or batched")
+        raise UsageError("an interleaved cond/uncond list needs guidance", hint="use `guidance_mode=sequential` or `guidance_mode=batched`")
     if not interleaved and guidance_mode == "sequential":
         raise UsageError("sequential guidance needs one curve per branch",
-                         hint="pass the interleaved cond/uncond list with --interleaved")
+                         hint="pass the interleaved cond/uncond list with `interleaved=True`")
     k = 2 if interleaved else 1
     n = len(values)
     if n == 0:
-        raise UsageError("no ratios given", hint="pass --ratios or --ratios-file")
+        raise UsageError("no ratios given", hint="pass `ratios` or `ratios_file`")
     if n % k:
         raise UsageError(f"an interleaved list needs an even number of values, got {n}",
                          hint="check the list is complete: [c0, u0, c1, u1, ...]")
@@ -104,15 +104,15 @@ def split_ratios(
             pad = "present" if n // k == steps else "add"
         else:
             raise UsageError(
-                f"{n} values do not fit --steps {steps}",
+                f"{n} values do not fit `steps` {steps}",
                 hint=f"for {steps} steps give {steps * k} values with {pads} of step 0, or {(steps - 1) * k} without")
     if pad == "present" and not has_pad:
         raise UsageError(f"the list does not start with {pads} of step 0: it starts with {list(values[:k])}",
-                         hint="pass --pad add to prepend it")
+                         hint="pass `pad=add` to prepend it")
     padded = [1.0] * k * (pad == "add") + [float(v) for v in values]
     if steps is not None and len(padded) // k != steps:
-        raise UsageError(f"{len(padded) // k} steps per branch, but --steps is {steps}",
-                         hint="check --steps and --pad (present: the list starts with the step-0 pad)")
+        raise UsageError(f"{len(padded) // k} steps per branch, but `steps` is {steps}",
+                         hint="check `steps` and `pad` (present: the list starts with the step-0 pad)")
     if not interleaved:
         return {"main": padded}, k * (pad == "add")
     first, second = padded[0::2], padded[1::2]
@@ -183,9 +183,9 @@ def export_diffusers(p: Profile, name: str, branch: str | None = None, steps: in
     labels = list(p.branches)
     chosen = branch or ("cond" if "cond" in labels else labels[0])
     if chosen not in p.branches:
-        raise UsageError(f"the profile has no branch {chosen!r}", hint=f"use --branch with one of: {', '.join(labels)}")
+        raise UsageError(f"the profile has no branch {chosen!r}", hint=f"use `branch` with one of: {', '.join(labels)}")
     if steps is not None and steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {steps}", hint="pass the number of steps you will run")
+        raise UsageError(f"`steps` must be >= 1, got {steps}", hint="pass the number of steps you will run")
     d, m = p.defaults, p.model
     origin = p.source or "measured with `magcache calibrate`"
     head = [f"MagCache for {m.id} ({m.pipeline_class}), from the magcache profile {name}.", f"Source: {origin}",

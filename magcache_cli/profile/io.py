@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from magcache_cli.errors import ProfileError
+from magcache_cli.profile.reading import read_yaml
 from magcache_cli.profile.schema import Profile, profile_from_dict, profile_to_dict
 from magcache_cli.types import Choice
 
@@ -65,40 +66,10 @@ def dump_profile(p: Profile) -> str:
 # ------------------------------------------------------------------------------------------------ files
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that also rejects duplicate mapping keys instead of keeping the last one."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) or key is None:
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_profile(path: str | os.PathLike) -> Profile:
-    """Read and validate a profile file. Every problem is a ProfileError carrying the path."""
-    path = Path(path)
-    if not path.is_file():
-        what = "is a directory, not a profile file" if path.is_dir() else "not found"
-        raise ProfileError(f"profile {what}: {path}", path=str(path),
-                           hint="check the path, or create a profile with `magcache calibrate --out PATH`")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: plain data only, never objects
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"cannot read profile {path}: {exc}", hint="check the file", path=str(path)) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        msg = f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}"
-        raise ProfileError(msg, hint="fix the YAML syntax", path=str(path)) from exc
-    return profile_from_dict(data, path=str(path))
+    """Read and validate a profile file. Every problem is a ProfileError carrying the path; reading is
+    bounded (size, values, nesting; no anchors or aliases), see `profile/reading.py`."""
+    return profile_from_dict(read_yaml(path), path=str(path))
 
 
 def save_profile(p: Profile, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -109,7 +80,7 @@ def save_profile(p: Profile, path: str | os.PathLike, overwrite: bool = False) -
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise ProfileError(f"{path} already exists", hint="pass --force to overwrite it", path=str(path))
+        raise ProfileError(f"{path} already exists", hint="pass `overwrite=True` to replace it", path=str(path))
     text = dump_profile(p)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644

@@ -19,7 +19,7 @@ def plot_png(p: Profile, output: str | os.PathLike, title: str) -> Path:
         from matplotlib.figure import Figure
     except ImportError:
         raise MissingExtraError("plotting to a file needs matplotlib, which is not installed",
-                                hint="pip install 'magcache-cli[plot]', or leave out --output for a terminal chart") from None
+                                hint="pip install 'magcache-cli[plot]', or leave out the output file for a terminal chart") from None
     out = Path(output)
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()

@@ -1,6 +1,6 @@
 """Image and video quality of a cached output against the uncached one: PSNR, SSIM and (when possible) LPIPS.
 
-Metrics come from torchmetrics (the optional extra `magcache-cli[metrics]`). Inputs are float arrays in
+Metrics come from torchmetrics (a core dependency: `tune` and `run --compare` work after a plain install). Inputs are float arrays in
 [0, 1] shaped [H, W, C] (image) or [F, H, W, C] (video; every metric is the mean over frames), as returned
 by `outputs.as_array`.
 
@@ -24,7 +24,7 @@ from magcache_cli.errors import MagCacheError
 
 PSNR_CAP = 100.0
 LPIPS_SKIPPED = "LPIPS skipped: weights not available offline"
-_INSTALL_HINT = "install the metrics extra: pip install 'magcache-cli[metrics]' (or pip install torchmetrics)"
+_INSTALL_HINT = "reinstall magcache-cli, or pip install torchmetrics (a dependency it lost)"
 
 
 def _require_torchmetrics():

@@ -204,11 +204,11 @@ def tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwar
     With an `exchange` over several ranks, every rank runs the uncached reference and a share of the
     distinct schedules and baselines; every rank gets the same result."""
     if not target.given():
-        raise MagCacheError("no quality target", hint="pass --min-psnr, --min-ssim or --max-lpips")
+        raise MagCacheError("no quality target", hint="give `min_psnr`, `min_ssim` or `max_lpips`")
     scorer, note = lpips_scorer()
     if target.max_lpips is not None and scorer is None:
-        raise MagCacheError(f"--max-lpips needs LPIPS, but {note[0].lower()}{note[1:]}",
-                            hint="use --min-psnr or --min-ssim, or put torchvision's AlexNet weights in the torch hub cache")
+        raise MagCacheError(f"`max_lpips` needs LPIPS, but {note[0].lower()}{note[1:]}",
+                            hint="use `min_psnr` or `min_ssim`, or put torchvision's AlexNet weights in the torch hub cache")
     ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run, lpips=(scorer, note))
     runs = len(prompts) * len(seeds)
     n_runs = runs

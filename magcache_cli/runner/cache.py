@@ -37,7 +37,7 @@ def check_compatibility(pipe, profile: Profile, force: bool = False) -> list[str
         warnings.append(f"scheduler.class: profile calibrated with {sched}, pipeline uses {type(pipe.scheduler).__name__}")
     if problems and not force:
         raise CompatibilityError("profile does not match this model: " + "; ".join(problems),
-                                 hint="calibrate this model (magcache calibrate), or pass --force / force=True to use it anyway")
+                                 hint="calibrate this model, or pass `force=True` to use the profile anyway")
     return [f"forced: {p}" for p in problems] + warnings
 
 

@@ -70,6 +70,16 @@ class CalibrationResult:
         return out + ([few] if few else [])
 
 
+class CalibrationInterrupted(MagCacheError):
+    """Ctrl-C during `calibrate(..., keep_partial=True)`: `result` holds the profile of the finished runs."""
+
+    def __init__(self, result: CalibrationResult, finished: int, total: int):
+        super().__init__(f"interrupted after {finished} of {total} runs",
+                         hint="the finished runs are in `result`; calibrate again to measure all of them")
+        self.result, self.finished, self.total = result, finished, total
+        self.saved_to = None  # where a caller wrote `result`, for its message
+
+
 def scheduler_info(scheduler) -> SchedulerInfo:
     config = dict(getattr(scheduler, "config", {}) or {})
     return SchedulerInfo(class_name=type(scheduler).__name__,
@@ -140,6 +150,7 @@ def calibrate(
     inputs: list[InputFile] | None = None,
     components: dict[str, str] | None = None,
     exchange: Exchange | None = None,
+    keep_partial: bool = False,
 ) -> CalibrationResult:
     """Run the pipeline on every prompt × seed with recording hooks (no skipping) and build a Profile.
 
@@ -152,12 +163,15 @@ def calibrate(
 
     With an `exchange` over several ranks (torchrun), this rank runs its share of the prompt × seed runs and
     every rank gets the profile of all runs, equal to the one-process profile (see runner/shard.py).
+
+    On Ctrl-C the KeyboardInterrupt goes through as it is, unless `keep_partial` (one process): then, if at
+    least one run finished, `CalibrationInterrupted` carries the profile of the finished runs.
     """
     plain_args, provenance = split_call_args(call_kwargs, inputs)
     if not prompts:
-        raise MagCacheError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
+        raise MagCacheError("no prompt given", hint="pass at least one prompt (`prompts`)")
     if not seeds:
-        raise MagCacheError("no seed given", hint="pass --seed (repeatable)")
+        raise MagCacheError("no seed given", hint="pass at least one seed (`seeds`)")
     denoisers = find_denoisers(pipe)
     name, denoiser = denoisers[0]
     per_prompt = call_kwargs.get("num_images_per_prompt") or call_kwargs.get("num_videos_per_prompt") or 1
@@ -168,24 +182,48 @@ def calibrate(
     all_hooks[0].on_step = on_step
     outputs, wall = [], 0.0
     shares = CalibrationRuns(exchange or local_exchange(), all_hooks)
-    with ExitStack() as stack:
-        for h in all_hooks:
-            stack.enter_context(h)
-        for i, (prompt, seed) in shares.runs([(p, s) for p in prompts for s in seeds]):
-            if on_run:
-                on_run(i, prompt, seed)
+    ran: list[tuple[str, int]] = []
+    done = [(0, 0)] * len(all_hooks)  # each hook's (records, reports) after the last finished run
+    try:
+        with ExitStack() as stack:
             for h in all_hooks:
-                h.begin_call(call_kwargs.get("num_inference_steps"))
-            t0 = time.perf_counter()
-            out = pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs)
-            wall += time.perf_counter() - t0
-            if keep_outputs:
-                outputs.append(out)
+                stack.enter_context(h)
+            for i, (prompt, seed) in shares.runs([(p, s) for p in prompts for s in seeds]):
+                if on_run:
+                    on_run(i, prompt, seed)
+                for h in all_hooks:
+                    h.begin_call(call_kwargs.get("num_inference_steps"))
+                t0 = time.perf_counter()
+                out = pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs)
+                wall += time.perf_counter() - t0
+                if keep_outputs:
+                    outputs.append(out)
+                ran.append((prompt, seed))
+                done = [(len(h.records), len(h.reports)) for h in all_hooks]
+    except KeyboardInterrupt:
+        if not keep_partial or not ran or (exchange is not None and exchange.info.distributed):
+            raise
+        for h, (n_records, n_reports) in zip(all_hooks, done):  # forget the interrupted run
+            del h.records[n_records:], h.reports[n_reports:]
+        total = len(prompts) * len(seeds)
+        result = _result(pipe, denoiser, all_hooks, list(dict.fromkeys(p for p, _ in ran)),
+                         list(dict.fromkeys(s for _, s in ran)), call_kwargs, plain_args, provenance, components,
+                         model_id, revision, dtype, device, defaults, wall, len(ran), outputs,
+                         source=f"interrupted calibration: {len(ran)} of {total} runs (prompt × seed, prompt-major) "
+                                f"finished; the curves are their means")
+        raise CalibrationInterrupted(result, len(ran), total) from None
     wall = shares.merge(wall)
+    return _result(pipe, denoiser, all_hooks, prompts, seeds, call_kwargs, plain_args, provenance, components,
+                   model_id, revision, dtype, device, defaults, wall, len(prompts) * len(seeds), outputs)
+
+
+def _result(pipe, denoiser, all_hooks, prompts, seeds, call_kwargs, plain_args, provenance, components, model_id,
+            revision, dtype, device, defaults, wall, runs, outputs, source: str | None = None) -> CalibrationResult:
+    """The profile (and summary) from the hooks' records of the runs that finished."""
     used = [h for h in all_hooks if any(r.calls for r in h.reports)]
     if not used:
         raise MagCacheError(f"{type(pipe).__name__} never called its transformer",
-                            hint="check the call arguments (e.g. --steps) and that the pipeline denoises")
+                            hint="check the call arguments (e.g. `num_inference_steps`) and that the pipeline denoises")
     branches, stack_paths, guidance_mode = _branches(used)
     steps = len(next(iter(branches.values())).ratios)
     config = dict(getattr(denoiser, "config", {}) or {})
@@ -205,8 +243,8 @@ def calibrate(
             versions=versions()),
         branches=branches,
         defaults=Defaults(**{**DEFAULTS, **(defaults or {})}),
+        source=source,
     ))
-    runs = len(prompts) * len(seeds)
     calls = sum(r.calls for h in used for r in h.reports)
     return CalibrationResult(profile, used[0].spec, wall, runs, calls, outputs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ def resolve_device(device: str) -> str:
     if device not in ("cuda", "mps", "cpu"):
         raise UsageError(f"unknown device {device!r}", hint="use auto, cuda, mps or cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but torch sees no CUDA GPU", hint="use --device auto or cpu")
+        raise UsageError("`device=cuda` was asked for, but torch sees no CUDA GPU", hint="use `device=auto` or `device=cpu`")
     return device
 
 
@@ -109,11 +110,11 @@ def load_pipeline(opts: LoadOptions):
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
         hint = "check the model id / path and your network or HF_TOKEN"
         if "safetensors" in text.lower():
-            hint = "this model has no safetensors weights; pass --allow-pickle only if you trust it"
+            hint = "this model has no safetensors weights; pass `allow_pickle=True` only if you trust it"
         elif os.environ.get("HF_HUB_OFFLINE") == "1":
             hint = "HF_HUB_OFFLINE=1 is set: download the model first or unset it"
         elif "remote code" in text.lower() or "trust_remote_code" in text:
-            hint = "this pipeline needs custom code; pass --trust-remote-code only if you trust it"
+            hint = "this pipeline needs custom code; pass `trust_remote_code=True` only if you trust it"
         raise LoadError(f"could not load {opts.model}: {text}", hint=hint) from e
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
@@ -171,28 +172,43 @@ def build_call_kwargs(pipe, *, steps: int | None = None, guidance_scale: float |
     return kwargs
 
 
-def parse_set(items: list[str] | None) -> dict[str, Any]:
-    """`--set KEY=VALUE` pairs; VALUE is parsed as YAML (`4` -> 4, `true` -> True, `[1, 2]` -> list)."""
-    import yaml
+def _config(model: str, revision: str | None, folder: str) -> dict | None:
+    """`<folder>/config.json` of a local pipeline folder or a hub model already in the cache (never fetched)."""
+    local = BUILTIN_MODELS.get(model) or Path(model).expanduser()
+    try:
+        if local.is_dir():
+            path = local / folder / "config.json"
+        else:
+            from huggingface_hub import try_to_load_from_cache
 
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {item!r} is not KEY=VALUE", hint="e.g. --set true_cfg_scale=4")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise UsageError(f"--set {key}: value {value!r} is not valid YAML ({e.problem})") from e
-    return out
+            found = try_to_load_from_cache(model, f"{folder}/config.json", revision=revision)
+            path = Path(found) if isinstance(found, str) else None
+        return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else None
+    except (OSError, ValueError, TypeError):  # an unreadable or odd config: the pipeline will tell
+        return None
 
 
-def read_prompts(prompts: list[str] | None, prompts_file: Path | None) -> list[str]:
-    out = list(prompts or [])
-    if prompts_file is not None:
-        try:
-            text = Path(prompts_file).read_text(encoding="utf-8")
-        except OSError as e:
-            raise UsageError(f"cannot read --prompts-file {prompts_file}: {e.strerror}") from e
-        out += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return out
+def size_multiple(model: str, revision: str | None = None) -> int | None:
+    """The multiple a pipeline's height and width must have, read from its configs without loading weights:
+    the VAE's spatial downsampling times the transformer's patch size. None when the configs are not on disk
+    or say nothing known (then the pipeline checks the sizes itself)."""
+    vae = _config(model, revision, "vae")
+    if not vae:
+        return None
+    if vae.get("scale_factor_spatial"):  # Wan
+        factor = vae["scale_factor_spatial"]
+    elif vae.get("temperal_downsample"):  # Wan 2.1 / Qwen-Image VAEs (diffusers' spelling)
+        factor = 2 ** len(vae["temperal_downsample"])
+    elif vae.get("spatial_compression_ratio"):  # HunyuanVideo, LTX
+        factor = vae["spatial_compression_ratio"]
+    elif vae.get("block_out_channels"):
+        factor = 2 ** (len(vae["block_out_channels"]) - 1)
+    else:
+        return None
+    patch = (_config(model, revision, "transformer") or {}).get("patch_size") or 1
+    if isinstance(patch, (list, tuple)):
+        patch = patch[-1]
+    try:
+        return int(factor) * int(patch)
+    except (TypeError, ValueError):
+        return None

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from magcache_cli.errors import OutputError
+from magcache_cli.runner.recovery import atomic_write
 
 
 def output_paths(template: Path, pairs: list[tuple[str, int]], prompts: list[str]) -> list[Path]:
@@ -113,21 +114,25 @@ def as_array(out: Any) -> np.ndarray:
 
 
 def save(out: Any, path: Path, fps: int = 8) -> Path:
-    """Save the first item of a pipeline output; returns the path written (its suffix may change for video)."""
+    """Save the first item of a pipeline output; returns the path written (its suffix may change for video).
+
+    Atomic: an interrupted or failed write leaves no partial file (and no stray `.mp4` when the MP4 writer
+    is missing and the video falls back to GIF); an existing file is replaced only by a complete one.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     kind, item = first_item(out)
     if kind == "image":
         path = path if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") else path.with_suffix(".png")
-        item.save(path)
-        return path
+        return atomic_write(path, lambda tmp: item.save(tmp))
+    frames = np.stack([np.asarray(f.convert("RGB")) for f in item])
     try:
         import imageio.v3 as iio  # optional extra: magcache-cli[video]
 
-        mp4 = path.with_suffix(".mp4")
-        iio.imwrite(mp4, np.stack([np.asarray(f.convert("RGB")) for f in item]), fps=fps)
-        return mp4
-    except Exception:  # no imageio or no ffmpeg backend: GIF needs nothing beyond Pillow
-        gif = path.with_suffix(".gif")
-        item[0].save(gif, save_all=True, append_images=item[1:], duration=int(1000 / fps), loop=0)
-        return gif
+        return atomic_write(path.with_suffix(".mp4"), lambda tmp: iio.imwrite(tmp, frames, fps=fps))
+    except OSError as e:
+        if e.errno is not None:  # a real I/O failure (disk full, permissions), not a missing writer
+            raise
+    except Exception:  # no imageio, or no ffmpeg backend: GIF needs nothing beyond Pillow
+        pass
+    return atomic_write(path.with_suffix(".gif"), lambda tmp: item[0].save(
+        tmp, save_all=True, append_images=item[1:], duration=int(1000 / fps), loop=0))

@@ -128,12 +128,14 @@ def run(
     on_step: Callable[[int], None] | None = None,
     on_run: Callable[[int, str, int], None] | None = None,
     exchange: Exchange | None = None,
+    on_output: Callable[[int, Any], None] | None = None,
 ) -> RunResult:
     """Generate every prompt × seed, skipping per the profile (or not at all with `no_cache`).
 
     The hooks are removed afterwards, also when the pipeline raises. A profile measured on another
     transformer is refused unless `force`. With an `exchange` over several ranks, only this rank's share of
-    the prompt × seed runs is generated (`prompts_seeds`, `indices`).
+    the prompt × seed runs is generated (`prompts_seeds`, `indices`). `on_output(i, output)` gets each output as soon as it exists
+    (so a caller can save it before a later run fails); `i` is its index in the whole prompt × seed list.
     """
     exchange = exchange or local_exchange()
     pairs, indices = [], []
@@ -150,6 +152,8 @@ def run(
                 wall += time.perf_counter() - t0
                 pairs.append((prompt, seed))
                 indices.append(i)
+                if on_output:
+                    on_output(i, outputs[-1])
         finally:
             counter.remove()
         return RunResult(steps, {}, counter.calls, counter.calls, wall, outputs, pairs, indices=indices,
@@ -168,6 +172,8 @@ def run(
             wall += time.perf_counter() - t0
             pairs.append((prompt, seed))
             indices.append(i)
+            if on_output:
+                on_output(i, outputs[-1])
     reports = cache.reports
     schedule = _schedule_of(reports[0]) if reports else {}
     windows = {h.denoiser_name: r.window for h in cache.all_hooks for r in h.reports[-1:] if r.window}

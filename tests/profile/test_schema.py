@@ -293,7 +293,7 @@ def test_save_refuses_to_overwrite(tmp_path):
     changed = _set("defaults.threshold", 0.2)(valid())
     with pytest.raises(ProfileError) as info:
         save_profile(profile_from_dict(changed), path)
-    assert "--force" in info.value.hint
+    assert "`overwrite=True`" in info.value.hint  # the library's words; the CLI says --force
     assert path.read_bytes() == original
     save_profile(profile_from_dict(changed), path, overwrite=True)
     assert load_profile(path).defaults.threshold == 0.2

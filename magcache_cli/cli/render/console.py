@@ -47,6 +47,14 @@ def error(message: str) -> None:
     Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
+def traceback(exc: BaseException) -> None:
+    """The full traceback of `exc` on stderr (--debug / MAGCACHE_DEBUG=1)."""
+    import traceback as tb
+
+    sys.stderr.write("".join(tb.format_exception(type(exc), exc, exc.__traceback__)))
+    sys.stderr.flush()
+
+
 def warn(message: str) -> None:
     console().print(f"[yellow]Warning:[/] {message}", soft_wrap=True)
 

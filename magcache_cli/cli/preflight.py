@@ -1,0 +1,269 @@
+"""Pre-flight: every input is checked before the model loads, so a user error costs seconds, never a run.
+
+`check(values)` takes what a command parsed (its parameters by name, e.g. `locals()`) and runs the row of
+`CHECKS` for every option given; it also reads `--prompts-file` and parses `--set` once, so nothing is read
+twice. `output_file` settles where a result will really go (inside an existing directory, never inside a
+file, somewhere writable) and proves it can be written there. `sizes` asks the model's configs, without
+loading weights, what heights and widths it accepts; `storable` asks the profile schema whether a
+calibration with these call arguments can be saved. A new option gets a row in `CHECKS`. Errors are
+`UsageError`s naming the flag.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from magcache_cli.errors import ProfileError, UsageError
+from magcache_cli.types import BranchPolicy, CompileMode, Dtype, Offload
+
+MAX_PROMPTS_FILE = 16 << 20  # bytes
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+def flag(name: str) -> str:
+    """The option that sets parameter `name` (`set_` -> --set, `num_frames` -> --num-frames)."""
+    return {"compile_": "--compile", "set_": "--set", "json_": "--json", "seed": "--seed"}.get(
+        name, "--" + name.rstrip("_").replace("_", "-"))
+
+
+# ------------------------------------------------------------------------------------------- one value
+
+
+Check = Callable[[str, Any], None]
+
+
+def at_least(low: int, example: int) -> Check:
+    def check(name: str, v: Any) -> None:
+        if v < low:
+            raise UsageError(f"{flag(name)} must be >= {low}, got {v}", hint=f"e.g. {flag(name)} {example}")
+    return check
+
+
+def finite(low: float | None = None, below: float | None = None, example: float = 1.0) -> Check:
+    """A finite number, >= `low` and < `below` when given."""
+
+    def check(name: str, v: Any) -> None:
+        if not math.isfinite(v):
+            raise UsageError(f"{flag(name)} {v} is not a finite number",
+                             hint=f"pass a number, e.g. {flag(name)} {example:g} (nan and inf are not values)")
+        if (low is not None and v < low) or (below is not None and v >= below):
+            span = f"a finite number >= {low:g}" if below is None else f"a number in [{low:g}, {below:g})"
+            raise UsageError(f"{flag(name)} must be {span}, got {v:g}", hint=f"e.g. {flag(name)} {example:g}")
+    return check
+
+
+def one_of(choices: tuple[str, ...]) -> Check:
+    def check(name: str, v: Any) -> None:
+        if str(v) not in choices:
+            raise UsageError(f"unknown {flag(name)} {v!r}", hint=f"use {', '.join(choices[:-1])} or {choices[-1]}")
+    return check
+
+
+def seeds(name: str, values: Any) -> None:
+    for s in values:
+        if not 0 <= s < 2**64:
+            raise UsageError(f"--seed {s} is out of range", hint="seeds are whole numbers from 0 to 18446744073709551615")
+
+
+def repeats(name: str, v: Any) -> None:
+    at_least(1, 3)(name, v)
+
+
+# parameter name -> check(name, value); values that are None (not given) are never checked.
+CHECKS: dict[str, Check] = {
+    "steps": at_least(1, 28),
+    "height": at_least(1, 1024),
+    "width": at_least(1, 1024),
+    "num_frames": at_least(1, 49),
+    "max_skip_steps": at_least(0, 3),
+    "guidance_scale": finite(example=5.0),
+    "threshold": finite(0.0, example=0.06),
+    "retention_ratio": finite(0.0, 1.0, example=0.2),
+    "min_psnr": finite(example=35),
+    "min_ssim": finite(example=0.98),
+    "max_lpips": finite(0.0, example=0.05),
+    "repeats": repeats,
+    "seed": seeds,
+    "compile_": one_of(CompileMode.values()),
+    "dtype": one_of(Dtype.values()),
+    "device": one_of(DEVICES),
+    "offload": one_of(Offload.values()),
+    "branch_policy": one_of(BranchPolicy.values()),
+}
+
+
+@dataclass
+class Checked:
+    """What `check` read for the command: prompts from -p and --prompts-file, and --set parsed."""
+
+    prompts: list[str] = field(default_factory=list)
+    call_args: dict[str, Any] = field(default_factory=dict)
+
+
+def check(values: Mapping[str, Any]) -> Checked:
+    """Check every option in `values` that has a row in `CHECKS` and was given; read the prompts file and
+    parse --set. Raises UsageError on the first problem."""
+    for name, v in values.items():
+        if v is not None and name in CHECKS:
+            CHECKS[name](name, v)
+    prompts = [*(values.get("prompt") or []), *read_prompts_file(values.get("prompts_file"))]
+    return Checked(prompts, parse_set(values.get("set_")))
+
+
+# ------------------------------------------------------------------------------------------ --set, files
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """`--set KEY=VALUE` pairs; VALUE is parsed as YAML (`4` -> 4, `true` -> True, `[1, 2]` -> list). Values
+    must be plain data with finite numbers (what a profile's `calibration.call_args` can hold)."""
+    import yaml
+
+    from magcache_cli.profile.reading import parse_yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--set {item!r} is not KEY=VALUE", hint="e.g. --set true_cfg_scale=4")
+        if key in ("prompt", "generator"):
+            raise UsageError(f"--set {key} is set by magcache itself", hint="use --prompt / --seed")
+        try:
+            out[key] = parse_yaml(value) if value.strip() else None
+        except ProfileError as e:
+            raise UsageError(f"--set {key}: value {value!r} is not valid YAML ({e.message.split(': ', 1)[-1]})",
+                             hint="quote strings that YAML would read otherwise, e.g. --set key='\"a: b\"'") from None
+        _plain(out[key], f"--set {key}")
+    del yaml
+    return out
+
+
+def _plain(v: Any, where: str) -> None:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise UsageError(f"{where}: {v} is not a finite number", hint="pass a number (nan and inf are not values)")
+    if isinstance(v, (list, tuple)):
+        for x in v:
+            _plain(x, where)
+    elif isinstance(v, dict):
+        for x in v.values():
+            _plain(x, where)
+    elif not (v is None or isinstance(v, (bool, int, float, str))):
+        raise UsageError(f"{where}: a {type(v).__name__} cannot be a call argument here",
+                         hint="use numbers, strings, true/false, lists or mappings")
+
+
+def read_prompts_file(path: Path | None) -> list[str]:
+    """The prompts in `--prompts-file`: one per line, `#` comments and blank lines skipped; checked now."""
+    if path is None:
+        return []
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--prompts-file {path}: {'is a directory' if path.is_dir() else 'no such file'}",
+                         hint="pass a text file with one prompt per line")
+    try:
+        if path.stat().st_size > MAX_PROMPTS_FILE:
+            raise UsageError(f"--prompts-file {path} is larger than {MAX_PROMPTS_FILE >> 20} MB",
+                             hint="pass a text file with one prompt per line")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"--prompts-file {path} is not UTF-8 text", hint="save it as UTF-8") from None
+    except OSError as e:
+        raise UsageError(f"cannot read --prompts-file {path} ({e.strerror})", hint="check the path and its permissions") from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise UsageError(f"--prompts-file {path} has no prompts", hint="one prompt per line; lines starting with # are comments")
+    return prompts
+
+
+def _cannot_create_in(folder: Path) -> str | None:
+    """Why no file can be created in the existing directory `folder`, or None. Tried for real: permission
+    bits say nothing about /proc, /sys or a read-only mount, least of all for root."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".magcache-probe-")
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
+def output_file(path: Path | str, option: str, *, default_name: str, overwrite: bool | None = None,
+                force_flag: str = "--force") -> Path:
+    """Where an output will really be written, checked now.
+
+    An existing directory (or a path ending in `/`) means `default_name` inside it. The nearest existing
+    ancestor must be a directory in which a file can be created (the missing folders are created when
+    writing). `overwrite=False` refuses an existing file (`force_flag` allows it); None lets it be replaced.
+    """
+    text = os.fspath(path)
+    path = Path(text).expanduser()
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        path = path / default_name
+        if path.is_dir():
+            raise UsageError(f"{option} {path} is a directory", hint=f"pass a file name with {option}")
+    if path.exists():
+        if overwrite is False:
+            raise UsageError(f"{path} exists", hint=f"pass {force_flag} to overwrite it, or choose another {option}")
+        if not path.is_file():
+            raise UsageError(f"{option} {path} is not a regular file", hint=f"choose another {option}")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{option} {path}: {ancestor} is a file, not a folder", hint=f"choose another {option}")
+    why = _cannot_create_in(ancestor)
+    if why:
+        raise UsageError(f"{option} {path}: cannot write in {ancestor} ({why})", hint=f"choose another {option}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{option} {path} is not writable", hint=f"choose another {option}")
+    return path
+
+
+# ------------------------------------------------------------------------------------- model and profile
+
+
+def sizes(model: str, revision: str | None, height: int | None, width: int | None) -> None:
+    """Heights and widths the pipeline accepts, from its configs (local folder or hub cache; nothing is
+    downloaded and no weights are read): a multiple of the VAE's downsampling times the patch size."""
+    if height is None and width is None:
+        return
+    from magcache_cli.runner.loading import size_multiple
+
+    multiple = size_multiple(model, revision)
+    if not multiple:
+        return
+    for name, v in (("height", height), ("width", width)):
+        if v is not None and v % multiple:
+            lower, upper = max(multiple, v - v % multiple), v - v % multiple + multiple
+            raise UsageError(f"--{name} {v}: {model} makes sizes in multiples of {multiple}",
+                             hint=f"use e.g. --{name} {lower}" + (f" or {upper}" if upper != lower else ""))
+
+
+def storable(calibration: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Refuse, before any work, call arguments and defaults a profile could not save: the schema decides."""
+    from magcache_cli.cli.errors import FLAGS
+    from magcache_cli.profile.schema import profile_from_dict
+
+    steps = calibration.get("steps") or 1
+    doc = {"schema_version": 1,
+           "model": {"id": "model", "pipeline_class": "Pipeline", "transformer_class": "Transformer"},
+           "calibration": {"guidance_mode": "none", **{k: v for k, v in calibration.items() if v is not None},
+                           "steps": steps},
+           "branches": {"main": {"ratios": [1.0] * steps}},
+           "defaults": {"threshold": 0.06, "max_skip_steps": 3, "retention_ratio": 0.2,
+                        **{k: v for k, v in defaults.items() if v is not None}}}
+    try:
+        profile_from_dict(doc)
+    except ProfileError as e:
+        parts = (e.field or "").split(".")
+        where = (f"--set {parts[2]}" if parts[1:2] == ["call_args"] and len(parts) > 2
+                 else FLAGS.get(parts[-1].split("[")[0], e.field or "a value"))
+        what = e.message.split(": ", 1)[-1]
+        raise UsageError(f"{where}: {what}, so the profile could not be saved",
+                         hint=f"change {where.split()[0]}") from None
