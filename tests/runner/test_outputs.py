@@ -8,7 +8,6 @@ import sys
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -17,7 +16,7 @@ from magcache_cli.runner.recovery import RecoveredError, atomic_write, recovery_
 
 
 def video(frames: int = 3):
-    return types.SimpleNamespace(frames=[[np.full((8, 8, 3), i / frames, dtype=np.float32) for i in range(frames)]])
+    return types.SimpleNamespace(frames=[[Image.new("RGB", (8, 8), (40 * i, 0, 0)) for i in range(frames)]])
 
 
 def test_interrupted_write_leaves_no_partial_file_and_keeps_the_old_one(tmp_path):
