@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from magcache_cli.errors import OutputError, UsageError
-from magcache_cli.runner.loading import LoadOptions, build_call_kwargs, configure_vae, load_pipeline, parse_set
+from magcache_cli.cli.preflight import parse_set
+from magcache_cli.runner.loading import LoadOptions, build_call_kwargs, configure_vae, load_pipeline
 from magcache_cli.runner.outputs import first_item, media_field, save
 from magcache_cli.testing.tiny import FAMILIES
 
