@@ -12,12 +12,15 @@ DEMO_MODEL = "builtin:demo"
 DEMO_PROMPTS = ["a handwritten digit three", "a handwritten digit seven"]
 
 
-def load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code):
+def load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code, inputs=None):
+    """Load the pipeline; `inputs` (cli/inputs.CallInputs) names another class and extra components."""
     from magcache_cli.runner.loading import LoadOptions, load_pipeline, quiet_libraries
 
     quiet_libraries()
     with console.console().status(f"Loading {model} …"):
-        return load_pipeline(LoadOptions(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code))
+        return load_pipeline(LoadOptions(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code,
+                                         pipeline=inputs.pipeline if inputs else None,
+                                         components=inputs.components if inputs else None))
 
 
 def apply_compile(pipe, mode: str) -> None:
@@ -48,9 +51,13 @@ def check_policy(branch_policy: str) -> str:
 
 
 def call_setup(prof, pre, seed, steps, guidance_scale, negative_prompt, height, width, num_frames, pipe,
-               all_prompts: bool):
+               all_prompts: bool, inputs=None):
     """Prompts, seeds and call arguments, defaulting to the profile's calibration (as `run` does). `pre` is
-    what `preflight.check` read: the prompts given and the parsed --set."""
+    what `preflight.check` read: the prompts given and the parsed --set; `inputs` (cli/inputs.CallInputs) the
+    files read. Arguments given now must fit the pipeline; inherited ones it does not take are dropped with
+    a note in `inputs.notes`."""
+    from magcache_cli.runner.classes import call_arguments
+    from magcache_cli.runner.inputs import drop_unaccepted
     from magcache_cli.runner.loading import build_call_kwargs
 
     cal = prof.calibration
@@ -61,11 +68,16 @@ def call_setup(prof, pre, seed, steps, guidance_scale, negative_prompt, height, 
     def given(v, default):
         return default if v is None else v
 
-    kwargs = build_call_kwargs(
-        pipe, steps=given(steps, cal.steps), guidance_scale=given(guidance_scale, cal.guidance_scale),
-        negative_prompt=given(negative_prompt, cal.negative_prompt), height=given(height, cal.height),
-        width=given(width, cal.width), num_frames=given(num_frames, cal.num_frames),
-        extra={**cal.call_args, **pre.call_args})
+    named = {"guidance_scale": guidance_scale, "negative_prompt": negative_prompt, "height": height, "width": width,
+             "num_frames": num_frames}
+    now = {**{k: v for k, v in named.items() if v is not None}, **pre.call_args,
+           **(inputs.values if inputs else {})}  # a --set value of None is passed (--set KEY=null)
+    inherited = {k: getattr(cal, k) for k in named if getattr(cal, k) is not None}
+    inherited, notes = drop_unaccepted({k: v for k, v in {**inherited, **cal.call_args}.items() if k not in now},
+                                       call_arguments(pipe), "calibration")
+    if inputs is not None:
+        inputs.notes += notes
+    kwargs = build_call_kwargs(pipe, steps=given(steps, cal.steps), extra={**inherited, **now})
     return prompts, list(seed or [0]), kwargs
 
 

@@ -13,6 +13,7 @@ from magcache_cli.cli import preflight
 from magcache_cli.cli.common import (DEMO_MODEL, DEMO_PROMPTS, apply_compile, call_setup, demo_defaults,
                                      enable_context_parallel, load_pipe, progress_bar, skip_settings, start_ranks)
 from magcache_cli.cli.errors import add_note
+from magcache_cli.cli.inputs import gather, profile_file, split_set
 from magcache_cli.errors import MagCacheError, UsageError
 from magcache_cli.runner.recovery import RecoveredError, write_or_recover
 
@@ -31,6 +32,13 @@ def calibrate(
     width: o.Width = None,
     num_frames: o.NumFrames = None,
     set_: o.Set = None,
+    image: o.Image = None,
+    mask_image: o.MaskImage = None,
+    control_image: o.ControlImage = None,
+    video: o.Video = None,
+    strength: o.Strength = None,
+    pipeline: o.Pipeline = None,
+    component: o.Component = None,
     threshold: o.NewThreshold = None,
     max_skip_steps: o.NewMaxSkipSteps = None,
     retention_ratio: o.NewRetentionRatio = None,
@@ -61,6 +69,7 @@ def calibrate(
     from magcache_cli.runner.loading import build_call_kwargs, device_name
 
     console.set_json(json_)
+    set_, set_files = split_set(set_)  # KEY=@PATH items are files, read by `gather`
     pre = preflight.check(locals())
     out = preflight.output_file(out, "--out", default_name="profile.yaml", overwrite=force)
     model = model or DEMO_MODEL
@@ -77,18 +86,22 @@ def calibrate(
                         "height": height, "width": width, "num_frames": num_frames, "call_args": pre.call_args,
                         "prompts": prompts, "seeds": seeds}, defaults)
     ranks = start_ranks(device, context_parallel)
-    pipe, dev, dt = load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code)
+    files = gather(image=image, mask_image=mask_image, control_image=control_image, video=video, strength=strength,
+                   set_files=set_files, pipeline=pipeline, component=component, model=model, revision=revision)
+    pipe, dev, dt = load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code, files)
     enable_context_parallel(pipe, ranks)
     apply_compile(pipe, compile_)
     kwargs = build_call_kwargs(pipe, steps=steps, guidance_scale=guidance_scale, negative_prompt=negative_prompt,
-                               height=height, width=width, num_frames=num_frames, extra=pre.call_args)
+                               height=height, width=width, num_frames=num_frames,
+                               extra={**pre.call_args, **files.values})
     n_steps = kwargs.get("num_inference_steps") or 50
     with progress_bar(len(prompts) * len(seeds), n_steps, "Calibrating") as bar:
         ranks.on_remote = bar.advance
         try:
             result = run_calibration(
                 pipe, prompts, seeds, kwargs, model_id=model, revision=revision, dtype=str(dt).removeprefix("torch."),
-                device=device_name(dev), defaults=defaults, keep_partial=keep_partial,
+                device=device_name(dev), defaults=defaults, keep_partial=keep_partial, inputs=files.provenance,
+                components=files.components,
                 on_step=lambda _: (bar.advance(), ranks.tick()),
                 on_run=lambda i, p, s: bar.describe(f"Calibrating {i + 1}/{len(prompts) * len(seeds)} (seed {s})"),
                 exchange=ranks,
@@ -142,6 +155,13 @@ def run(
     width: o.Width = None,
     num_frames: o.NumFrames = None,
     set_: o.Set = None,
+    image: o.Image = None,
+    mask_image: o.MaskImage = None,
+    control_image: o.ControlImage = None,
+    video: o.Video = None,
+    strength: o.Strength = None,
+    pipeline: o.Pipeline = None,
+    component: o.Component = None,
     revision: o.Revision = None,
     variant: o.Variant = None,
     dtype: o.Dtype = "auto",
@@ -168,6 +188,7 @@ def run(
     from magcache_cli.runner.shard import merge_run
 
     console.set_json(json_)
+    set_, set_files = split_set(set_)  # KEY=@PATH items are files, read by `gather`
     pre = preflight.check(locals())
     output = preflight.output_file(output, "--output", default_name="magcache.png")
     if compare and no_cache:
@@ -182,11 +203,16 @@ def run(
     ranks = start_ranks(device, context_parallel)
     if compare and ranks.info.distributed:
         raise UsageError("--compare runs in one process", hint="start it without torchrun or accelerate launch")
-    pipe, _, _ = load_pipe(model_id, rev, variant, dtype, device, offload, allow_pickle, trust_remote_code)
+    files = gather(image=image, mask_image=mask_image, control_image=control_image, video=video, strength=strength,
+                   set_files=set_files, pipeline=pipeline, component=component, model=model, revision=revision,
+                   profile=prof, profile_path=profile_file(profile))
+    pipe, _, _ = load_pipe(model_id, rev, variant, dtype, device, offload, allow_pickle, trust_remote_code, files)
     enable_context_parallel(pipe, ranks)
     apply_compile(pipe, compile_)
     prompts, seeds, kwargs = call_setup(prof, pre, seed, steps, guidance_scale, negative_prompt, height, width,
-                                        num_frames, pipe, all_prompts=False)
+                                        num_frames, pipe, all_prompts=False, inputs=files)
+    for note in files.notes:
+        console.notice(note)
     if compare:
         from magcache_cli.cli.quality import run_compare
 
@@ -212,6 +238,7 @@ def run(
         console.warn(w)
     for note in result.notes:
         console.notice(note)
+    result.notes[:0] = files.notes  # shown before the run
     console.render_run(result, paths, no_cache)
     if json_:
         console.emit_json({**result.to_json(), "no_cache": no_cache, "outputs": paths})

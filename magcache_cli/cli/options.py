@@ -40,7 +40,7 @@ NegativePrompt = Annotated[Optional[str], typer.Option(help="Negative prompt.", 
 Height = Annotated[Optional[int], typer.Option(help="Output height in pixels.", rich_help_panel=CALL)]
 Width = Annotated[Optional[int], typer.Option(help="Output width in pixels.", rich_help_panel=CALL)]
 NumFrames = Annotated[Optional[int], typer.Option(help="Frames, for video pipelines.", rich_help_panel=CALL)]
-Set = Annotated[Optional[list[str]], typer.Option("--set", help="Any other call argument as KEY=VALUE (VALUE parsed as YAML), e.g. --set true_cfg_scale=4. Repeatable.", rich_help_panel=CALL)]
+Set = Annotated[Optional[list[str]], typer.Option("--set", help="Any other call argument as KEY=VALUE (VALUE parsed as YAML), e.g. --set true_cfg_scale=4, or KEY=@PATH for an image or video file (--set reference=@ref.png). Repeatable.", rich_help_panel=CALL)]
 
 Threshold = Annotated[Optional[float], typer.Option(help="Accumulated-error threshold (0 disables skipping). Default: the profile's.", rich_help_panel=SKIP)]
 MaxSkipSteps = Annotated[Optional[int], typer.Option(help="Max consecutive skipped steps (K). Default: the profile's.", rich_help_panel=SKIP)]
@@ -54,3 +54,13 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on std
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")]
 
 ContextParallel = Annotated[Optional[str], typer.Option("--context-parallel", help="Split each sample's sequence across the torchrun ranks with diffusers' context parallelism: ulysses=N, ring=N, or both (ring=2,ulysses=2); N × M must equal the number of processes. GPUs only.", rich_help_panel=LOAD)]
+
+INPUTS = "Inputs and pipeline class"
+Image = Annotated[Optional[list[Path]], typer.Option("--image", help="Input image file for the pipeline's `image` argument (img2img, inpainting, editing, image-to-video); repeat for pipelines that take several.", rich_help_panel=INPUTS)]
+MaskImage = Annotated[Optional[Path], typer.Option("--mask-image", help="Mask image file (inpainting).", rich_help_panel=INPUTS)]
+ControlImage = Annotated[Optional[Path], typer.Option("--control-image", help="Control image file (ControlNet pipelines).", rich_help_panel=INPUTS)]
+Video = Annotated[Optional[Path], typer.Option("--video", help="Input video: a folder of frames, an MP4 (needs the video extra) or a GIF.", rich_help_panel=INPUTS)]
+Strength = Annotated[Optional[float], typer.Option("--strength", help="How much of the schedule to run from the input (img2img, inpainting, video-to-video): 1 runs all steps, 0.5 the last half.", rich_help_panel=INPUTS)]
+Pipeline = Annotated[Optional[str], typer.Option("--pipeline", help="Load the weights with this diffusers class, e.g. FluxImg2ImgPipeline, FluxInpaintPipeline, WanImageToVideoPipeline, AutoPipelineForImage2Image. run: default the profile's class.", rich_help_panel=INPUTS)]
+Component = Annotated[Optional[list[str]], typer.Option("--component", help="Extra model component as NAME=ID_OR_DIR, e.g. controlnet=InstantX/FLUX.1-dev-Controlnet-Canny. Repeatable; recorded in the profile.", rich_help_panel=INPUTS)]
+

@@ -112,6 +112,13 @@ def tune(
     width: o.Width = None,
     num_frames: o.NumFrames = None,
     set_: o.Set = None,
+    image: o.Image = None,
+    mask_image: o.MaskImage = None,
+    control_image: o.ControlImage = None,
+    video: o.Video = None,
+    strength: o.Strength = None,
+    pipeline: o.Pipeline = None,
+    component: o.Component = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Load this model instead of the profile's.", rich_help_panel=o.LOAD)] = None,
     revision: o.Revision = None,
     variant: o.Variant = None,
@@ -144,7 +151,10 @@ def tune(
     )
     from magcache_cli.quality.tune import tune as run_tune
 
+    from magcache_cli.cli.inputs import gather, split_set
+
     console.set_json(json_)
+    set_, set_files = split_set(set_)  # KEY=@PATH items are files, read by `gather`
     pre = preflight.check(locals())
     policy = branch_policy
     target = Target(min_psnr, min_ssim, max_lpips)
@@ -168,11 +178,16 @@ def tune(
     model_id, rev = model or prof.model.id, revision or (None if model else prof.model.revision)
     cal = prof.calibration
     preflight.sizes(model_id, rev, cal.height if height is None else height, cal.width if width is None else width)
+    files = gather(image=image, mask_image=mask_image, control_image=control_image, video=video, strength=strength,
+                   set_files=set_files, pipeline=pipeline, component=component, model=model, revision=revision,
+                   profile=prof, profile_path=profile)
     ranks = start_ranks(device, context_parallel)
-    pipe, _, _ = load_pipe(model_id, rev, variant, dtype, device, offload, allow_pickle, trust_remote_code)
+    pipe, _, _ = load_pipe(model_id, rev, variant, dtype, device, offload, allow_pickle, trust_remote_code, files)
     enable_context_parallel(pipe, ranks)
     prompts, seeds, kwargs = call_setup(prof, pre, seed, steps, guidance_scale, negative_prompt, height, width,
-                                        num_frames, pipe, all_prompts=True)
+                                        num_frames, pipe, all_prompts=True, inputs=files)
+    for note in files.notes:
+        console.notice(note)
     n = len(prompts) * len(seeds)
     with console.progress(n * (len(settings_list) + 2), "Tuning") as bar:
         def on_run(what: str) -> None:
