@@ -61,6 +61,6 @@ MaskImage = Annotated[Optional[Path], typer.Option("--mask-image", help="Mask im
 ControlImage = Annotated[Optional[Path], typer.Option("--control-image", help="Control image file (ControlNet pipelines).", rich_help_panel=INPUTS)]
 Video = Annotated[Optional[Path], typer.Option("--video", help="Input video: a folder of frames, an MP4 (needs the video extra) or a GIF.", rich_help_panel=INPUTS)]
 Strength = Annotated[Optional[float], typer.Option("--strength", help="How much of the schedule to run from the input (img2img, inpainting, video-to-video): 1 runs all steps, 0.5 the last half.", rich_help_panel=INPUTS)]
-Pipeline = Annotated[Optional[str], typer.Option("--pipeline", help="Load the weights with this diffusers class, e.g. FluxImg2ImgPipeline, FluxInpaintPipeline, WanImageToVideoPipeline, AutoPipelineForImage2Image. run: default the profile's class.", rich_help_panel=INPUTS)]
+Pipeline = Annotated[Optional[str], typer.Option("--pipeline", help="Load the weights with this diffusers class, e.g. FluxImg2ImgPipeline, FluxInpaintPipeline, WanImageToVideoPipeline, AutoPipelineForImage2Image. run and tune default to the class recorded in their profile.", rich_help_panel=INPUTS)]
 Component = Annotated[Optional[list[str]], typer.Option("--component", help="Extra model component as NAME=ID_OR_DIR, e.g. controlnet=InstantX/FLUX.1-dev-Controlnet-Canny. Repeatable; recorded in the profile.", rich_help_panel=INPUTS)]
 
