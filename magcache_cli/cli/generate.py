@@ -145,6 +145,7 @@ def run(
     retention_ratio: o.RetentionRatio = None,
     branch_policy: o.BranchPolicy = "joint",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run the plain pipeline (for comparison).", rich_help_panel=o.SKIP)] = False,
+    repeats: o.Repeats = 3,
     compare: Annotated[bool, typer.Option("--compare", help="Also run uncached and at fewer steps (same seeds, one model load); report speedup, PSNR/SSIM (LPIPS if available) and write a side-by-side PNG.", rich_help_panel=o.SKIP)] = False,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Load this model instead of the profile's.", rich_help_panel=o.LOAD)] = None,
     force: Annotated[bool, typer.Option("--force", help="Use the profile even if it was calibrated on another transformer.", rich_help_panel=o.SKIP)] = False,
@@ -216,7 +217,8 @@ def run(
     if compare:
         from magcache_cli.cli.quality import run_compare
 
-        return run_compare(pipe, prof, prompts, seeds, kwargs, settings, branch_policy, output, json_, force)
+        return run_compare(pipe, prof, prompts, seeds, kwargs, settings, branch_policy, output, json_, force,
+                           repeats)
     n = kwargs["num_inference_steps"]
     pairs = [(p, s) for p in prompts for s in seeds]
     # names from the whole prompt × seed list: each rank writes its share under the names one process uses;

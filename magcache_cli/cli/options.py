@@ -50,6 +50,7 @@ NewThreshold = Annotated[Optional[float], typer.Option("--threshold", help="The 
 NewMaxSkipSteps = Annotated[Optional[int], typer.Option("--max-skip-steps", help="The profile's default max consecutive skipped steps (K). Default: 3.", rich_help_panel=SKIP)]
 NewRetentionRatio = Annotated[Optional[float], typer.Option("--retention-ratio", help="The profile's default fraction of first steps never skipped. Default: 0.2.", rich_help_panel=SKIP)]
 
+Repeats = Annotated[int, typer.Option("--repeats", help="Wall time: interleaved timed repeats of uncached, cached and fewer steps (after a warm-up); medians are reported.", rich_help_panel=SKIP)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; everything else goes to stderr.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")]
 

@@ -36,7 +36,8 @@ def _ints(text: str | None, name: str, default: tuple) -> tuple:
     return tuple(int(v) for v in vals)
 
 
-def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, json_, force: bool = False) -> None:
+def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, json_, force: bool = False,
+                repeats: int = 3) -> None:
     """`magcache run --compare`: uncached, cached and fewer-steps runs; metrics, verdict, side-by-side PNGs."""
     import numpy as np
 
@@ -44,12 +45,13 @@ def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, js
     from magcache_cli.runner import outputs
 
     n = len(prompts) * len(seeds)
-    with console.progress(3 * n, "Comparing") as bar:
+    with console.progress(3 * n + 3 * repeats, "Comparing") as bar:
         def on_run(what: str) -> None:
             bar.describe(f"Comparing: {what}")
             bar.advance()
 
-        cmp = compare(pipe, prof, prompts, seeds, kwargs, settings, policy, on_run=on_run, force=force)
+        cmp = compare(pipe, prof, prompts, seeds, kwargs, settings, policy, on_run=on_run, force=force,
+                      repeats=repeats)
     res = cmp.cached_result
     targets = outputs.output_paths(Path(output), res.prompts_seeds, prompts)
     paths = [str(write_or_recover(t, lambda p, out=out: outputs.save(out, p))) for out, t in zip(res.outputs, targets)]
@@ -102,6 +104,7 @@ def tune(
     max_skips: Annotated[Optional[str], typer.Option(help="Max consecutive skips (K) to sweep. Default: 2,3,4,5,6.", rich_help_panel=GRID)] = None,
     retentions: Annotated[Optional[str], typer.Option(help="Retention ratios (R) to sweep. Default: 0.1,0.2.", rich_help_panel=GRID)] = None,
     branch_policy: o.BranchPolicy = "joint",
+    repeats: o.Repeats = 3,
     prompt: o.Prompt = None,
     prompts_file: o.PromptsFile = None,
     seed: o.Seed = None,
@@ -189,14 +192,15 @@ def tune(
     for note in files.notes:
         console.notice(note)
     n = len(prompts) * len(seeds)
-    with console.progress(n * (len(settings_list) + 2), "Tuning") as bar:
+    with console.progress(n * (len(settings_list) + 2) + 3 * repeats, "Tuning") as bar:
         def on_run(what: str) -> None:
             bar.describe(f"Tuning: {what}")
             bar.advance()
             ranks.tick()
 
         ranks.on_remote = bar.advance
-        result = run_tune(pipe, prof, prompts, seeds, kwargs, target, grid, policy, on_run, exchange=ranks)
+        result = run_tune(pipe, prof, prompts, seeds, kwargs, target, grid, policy, on_run, exchange=ranks,
+                          repeats=repeats)
     written = None
     if result.chosen is not None and not dry_run and ranks.info.is_main:
         tuned = with_tuned_defaults(prof, result)
@@ -244,6 +248,8 @@ def _tune_json(result, written: str | None) -> dict:
         "written": written,
         "lpips_note": ref.lpips_note,
         "wall_times_suspect": result.wall_suspect,
+        "wall_note": result.wall_note,
+        "timing": None if result.timings is None else result.timings.to_json(),
     }
 
 

@@ -26,6 +26,7 @@ from magcache_cli.core import rule as ratios
 from magcache_cli.profile.plan import equal_pass_steps
 from magcache_cli.profile.schema import Profile
 from magcache_cli.quality.metrics import Quality, lpips_scorer, measure
+from magcache_cli.quality.timing import DEFAULT_REPEATS, Timings, interleaved
 from magcache_cli.runner.outputs import as_array
 from magcache_cli.runner.run import RunResult, run
 
@@ -164,6 +165,7 @@ class Comparison:
     cached_result: RunResult
     cached_arrays: list[np.ndarray]
     baseline_arrays: list[np.ndarray]
+    timings: Timings | None = None  # interleaved repeats; the wall_s above are their medians then
 
     @property
     def speedup_passes(self) -> float:
@@ -174,8 +176,17 @@ class Comparison:
         return self.reference.wall_s / self.cached.wall_s if self.cached.wall_s else float("inf")
 
     @property
+    def wall_note(self) -> str | None:
+        """Why the wall times cannot be trusted (the machine was disturbed), or None."""
+        if self.timings is not None:
+            return self.timings.verdict(self.speedup_passes)
+        if wall_suspect(self.speedup_wall, self.speedup_passes):
+            return "the wall-time speedup exceeds what the skipped passes allow: the machine was busy while timing"
+        return None
+
+    @property
     def wall_suspect(self) -> bool:
-        return wall_suspect(self.speedup_wall, self.speedup_passes)
+        return self.wall_note is not None
 
     def to_json(self) -> dict[str, Any]:
         ref, c, b = self.reference, self.cached, self.baseline
@@ -190,6 +201,8 @@ class Comparison:
                             "wall_s_per_run": round(b.wall_s, 4), **b.quality.to_json()},
             "closer_to_uncached": self.winner,
             "wall_times_suspect": self.wall_suspect,
+            "wall_note": self.wall_note,
+            "timing": None if self.timings is None else self.timings.to_json(),
             "lpips_note": ref.lpips_note,
             "warnings": c.warnings,
         }
@@ -197,14 +210,39 @@ class Comparison:
 
 def compare(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any],
             settings: ratios.SkipSettings, policy: str = "joint", on_run: OnRun = None,
-            force: bool = False) -> Comparison:
-    """Uncached, cached and fewer-steps runs on the same prompts and seeds, measured against the uncached."""
+            force: bool = False, repeats: int = DEFAULT_REPEATS) -> Comparison:
+    """Uncached, cached and fewer-steps runs on the same prompts and seeds, measured against the uncached.
+
+    Quality comes from every prompt × seed; wall time from `repeats` interleaved timings of the first one
+    (uncached, cached, fewer steps in turn; the quality runs before them are the warm-up), reported as
+    medians. `repeats=0` keeps the medians of the quality runs instead.
+    """
     ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run)
     measured, res = cached(pipe, profile, ref, prompts, seeds, call_kwargs, settings, policy, on_run, force)
     steps = min(ref.steps, equal_pass_steps(measured.passes, ref.per_step))
     base, base_res = fewer_steps(pipe, ref, prompts, seeds, call_kwargs, steps, on_run)
+    timings = None
+    if repeats:
+        timings = time_configs(pipe, profile, prompts[0], seeds[0], call_kwargs, settings, policy, force, steps,
+                               repeats, on_run)
+        ref = dataclasses.replace(ref, wall_s=timings.median("uncached"))
+        measured = dataclasses.replace(measured, wall_s=timings.median("cached"))
+        base = dataclasses.replace(base, wall_s=timings.median("fewer_steps"))
     return Comparison(ref, measured, base, steps, closer(measured.quality, base.quality), settings, res.policy or policy,
-                      res.prompts_seeds, res, _arrays(res), _arrays(base_res))
+                      res.prompts_seeds, res, _arrays(res), _arrays(base_res), timings)
+
+
+def time_configs(pipe, profile: Profile, prompt: str, seed: int, call_kwargs: dict[str, Any],
+                 settings: ratios.SkipSettings, policy: str, force: bool, fewer: int, repeats: int,
+                 on_run: OnRun = None, warm_up: bool = False) -> Timings:
+    """Interleaved wall times of one prompt × seed: uncached, cached, and uncached at `fewer` steps."""
+    def one(args: dict[str, Any], **kw: Any) -> Callable[[], float]:
+        return lambda: run(pipe, [prompt], [seed], args, **kw).wall_s
+
+    calls = {"uncached": one(call_kwargs, profile=None, no_cache=True),
+             "cached": one(call_kwargs, profile=profile, settings=settings, policy=policy, force=force),
+             "fewer_steps": one({**call_kwargs, "num_inference_steps": fewer}, profile=None, no_cache=True)}
+    return interleaved(calls, repeats, warm_up=warm_up, on_call=on_run)
 
 
 # ------------------------------------------------------------------------------------------------- sweep

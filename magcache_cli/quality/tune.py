@@ -23,9 +23,11 @@ from magcache_cli.quality.compare import (
     closer,
     fewer_steps,
     reference,
+    time_configs,
     wall_suspect,
 )
 from magcache_cli.quality.metrics import Quality, lpips_scorer, measure
+from magcache_cli.quality.timing import DEFAULT_REPEATS, Timings
 from magcache_cli.version import __version__
 
 DEFAULT_THRESHOLDS = (0.02, 0.04, 0.06, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48)
@@ -157,10 +159,20 @@ class TuneResult:
     seeds: list[int]
     call_kwargs: dict[str, Any]
     runs: int  # pipeline calls made (reference, schedules, baselines), warm-up excluded
+    timings: Timings | None = None  # interleaved repeats of uncached / chosen / its fewer-steps baseline
+
+    @property
+    def wall_note(self) -> str | None:
+        """Why the wall times cannot be trusted (the machine was disturbed), or None."""
+        if self.timings is not None and self.chosen is not None:
+            return self.timings.verdict(self.chosen.speedup_passes)
+        if any(wall_suspect(p.speedup_wall, p.speedup_passes) for p in self.points):
+            return "a wall-time speedup exceeds what the skipped passes allow: the machine was busy while timing"
+        return None
 
     @property
     def wall_suspect(self) -> bool:
-        return any(wall_suspect(p.speedup_wall, p.speedup_passes) for p in self.points)
+        return self.wall_note is not None
 
     @property
     def chosen_baseline(self) -> tuple[int, Measured] | None:
@@ -181,7 +193,8 @@ class TuneResult:
             "measured": {k: v for k, v in q.to_json().items() if v is not None},
             "speedup_passes": round(c.speedup_passes, 3),
             "speedup_wall": round(c.speedup_wall, 3),
-            **({"wall_times_suspect": True} if wall_suspect(c.speedup_wall, c.speedup_passes) else {}),
+            **({"wall_times_suspect": True} if self.wall_note else {}),
+            **({"wall_repeats": self.timings.repeats} if self.timings else {}),
             "passes": {"cached": c.measured.passes, "uncached": ref.passes},
             "fewer_steps_baseline": {"steps": steps, "psnr": round(base.quality.psnr, 4),
                                      "ssim": round(base.quality.ssim, 4), "closer": closer(q, base.quality)},
@@ -197,9 +210,11 @@ class TuneResult:
 
 def tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any], target: Target,
          grid: Grid = Grid(), policy: str = "joint", on_run: OnRun = None,
-         exchange: Exchange | None = None) -> TuneResult:
+         exchange: Exchange | None = None, repeats: int = DEFAULT_REPEATS) -> TuneResult:
     """Sweep the grid, pick the fewest-passes setting meeting `target` (None if none does), and measure
-    the fewer-steps baseline at every Pareto point's pass count.
+    the fewer-steps baseline at every Pareto point's pass count. In one process, the chosen setting's
+    wall-time speedup comes from `repeats` interleaved timings (uncached, chosen, its fewer-steps baseline;
+    medians), after the sweep has warmed everything up.
 
     With an `exchange` over several ranks, every rank runs the uncached reference and a share of the
     distinct schedules and baselines; every rank gets the same result."""
@@ -229,8 +244,14 @@ def tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwar
                                      for _, steps in exchange.sharded(fewer)}))
     baselines = dict(sorted(baselines.items()))
     n_runs += runs * len(fewer)
+    timings = None
+    if chosen is not None and repeats and not (exchange is not None and exchange.info.distributed):
+        fewer = min(ref.steps, equal_pass_steps(chosen.measured.passes, ref.per_step))
+        timings = time_configs(pipe, profile, prompts[0], seeds[0], call_kwargs, chosen.settings, policy, False,
+                               fewer, repeats, on_run)
+        chosen.speedup_wall = timings.speedup("uncached", "cached")
     return TuneResult(ref, points, target, effective_policy(profile.calibration.guidance_mode, policy),
-                      chosen, baselines, list(prompts), list(seeds), dict(call_kwargs), n_runs)
+                      chosen, baselines, list(prompts), list(seeds), dict(call_kwargs), n_runs, timings)
 
 
 def with_tuned_defaults(profile: Profile, result: TuneResult) -> Profile:

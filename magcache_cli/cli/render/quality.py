@@ -49,6 +49,17 @@ _WALL_NOTE = ("[yellow]Note:[/] a wall-time speedup above the pass speedup canno
               "was busy while some runs were timed. Trust the pass counts; rerun on an idle machine for timings.")
 
 
+def _speedup_line(passes: float, wall: float, note: str | None, timings) -> str:
+    """The pass-count speedup first; the wall-time one only when the timings can be trusted, so a run that
+    skips never reads as a slowdown because a neighbour was busy."""
+    head = f"[bold]Speedup[/]: {passes:.2f}× fewer transformer passes"
+    how = "" if timings is None else f" (median of {timings.repeats} interleaved repeats)"
+    if note:
+        return (f"{head}. [yellow]Wall time not reliable here[/]: {note}; rerun on an idle machine or with more "
+                f"--repeats to measure it.")
+    return f"{head}, {wall:.2f}× in wall time{how}"
+
+
 def render_compare(cmp, paths: list[str], sheets: list[str]) -> None:
     c = console()
     ref, m, b = cmp.reference, cmp.cached, cmp.baseline
@@ -70,9 +81,7 @@ def render_compare(cmp, paths: list[str], sheets: list[str]) -> None:
         t.add_row(name, str(x.steps), _passes(x.passes), f"{x.wall_s:.3f} s", _db(q.psnr), _db(q.psnr_min),
                   _num(q.ssim), *([_num(q.lpips)] if lp else []))
     c.print(t)
-    c.print(f"[bold]Speedup[/]: {cmp.speedup_passes:.2f}× fewer transformer passes, {cmp.speedup_wall:.2f}× in wall time")
-    if cmp.wall_suspect:
-        c.print(_WALL_NOTE, soft_wrap=True)
+    c.print(_speedup_line(cmp.speedup_passes, cmp.speedup_wall, cmp.wall_note, cmp.timings), soft_wrap=True)
     if ref.lpips_note:
         c.print(f"[dim]{ref.lpips_note}[/]")
     c.print(verdict(cmp.winner, m.passes, cmp.baseline_steps, m.quality.psnr, b.quality.psnr))
@@ -119,7 +128,7 @@ def render_tune(result, show_all: bool, written: str | None) -> None:
             + ("" if show_all else "; Pareto front shown (--all for every schedule)") + "[/]")
     if result.reference.lpips_note:
         c.print(f"[dim]{result.reference.lpips_note}[/]")
-    if result.wall_suspect:
+    if result.wall_note and result.timings is None:
         c.print(_WALL_NOTE, soft_wrap=True)
     ch = result.chosen
     if ch is None:
@@ -127,8 +136,15 @@ def render_tune(result, show_all: bool, written: str | None) -> None:
     s, q = ch.settings, ch.measured.quality
     c.print(f"[bold]Chosen[/]: threshold {s.threshold:g}, max skips {s.max_skip_steps}, retention {s.retention_ratio:g} — "
             f"{_passes(ch.measured.passes)} of {_passes(result.reference.passes)} passes per run "
-            f"({ch.speedup_passes:.2f}× fewer, {ch.speedup_wall:.2f}× wall), PSNR {_dbu(q.psnr)} (worst {_dbu(q.psnr_min)}), "
+            f"({ch.speedup_passes:.2f}× fewer" + ("" if result.wall_note else f", {ch.speedup_wall:.2f}× wall")
+            + f"), PSNR {_dbu(q.psnr)} (worst {_dbu(q.psnr_min)}), "
             f"SSIM {_num(q.ssim)}")
+    if result.wall_note:
+        c.print(f"[yellow]Wall time not reliable here[/]: {result.wall_note}; the pass counts are exact. Rerun on "
+                "an idle machine or with more --repeats to measure it.", soft_wrap=True)
+    elif result.timings is not None:
+        c.print(f"[dim]Wall time of the chosen setting: median of {result.timings.repeats} interleaved repeats "
+                "(uncached, cached, fewer steps); the table's ×wall column is one timed pass per setting.[/]")
     steps, base = result.chosen_baseline
     from magcache_cli.quality.compare import closer
 
