@@ -255,3 +255,16 @@ def test_skipped_steps_follow_the_rule(family_state, family):
     calls = sum(sum(c) for c in expected.values()) // (len(expected) if per_call == 1 else 1)
     assert res.transformer_calls == calls * REFS[family].loops  # every loop follows the same schedule
     assert np.isfinite(media(res.outputs[0])).all()
+
+
+@pytest.mark.parametrize("family", ["flux2", "hunyuandit"])  # an added whole-message token; a BERT vocabulary
+def test_builds_are_deterministic(tmp_path, family):
+    from magcache_cli.testing.tiny import build_tiny_pipeline
+
+    def files(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    a = files(build_tiny_pipeline(family, tmp_path / "a", seed=0))
+    b = files(build_tiny_pipeline(family, tmp_path / "b", seed=0))
+    assert "transformer/diffusion_pytorch_model.safetensors" in a
+    assert a == b
