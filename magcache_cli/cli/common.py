@@ -12,13 +12,16 @@ DEMO_MODEL = "builtin:demo"
 DEMO_PROMPTS = ["a handwritten digit three", "a handwritten digit seven"]
 
 
-def load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code, inputs=None):
-    """Load the pipeline; `inputs` (cli/inputs.CallInputs) names another class and extra components."""
+def load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code, inputs=None,
+              vae_tiling: bool = False, vae_slicing: bool = False):
+    """Load the pipeline; `inputs` (cli/inputs.CallInputs) names another class and extra components; the VAE
+    switches are `--vae-tiling` / `--vae-slicing`."""
     from magcache_cli.runner.loading import LoadOptions, load_pipeline, quiet_libraries
 
     quiet_libraries()
     with console.console().status(f"Loading {model} …"):
         return load_pipeline(LoadOptions(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code,
+                                         vae_tiling=vae_tiling, vae_slicing=vae_slicing,
                                          pipeline=inputs.pipeline if inputs else None,
                                          components=inputs.components if inputs else None))
 

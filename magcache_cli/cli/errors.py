@@ -32,7 +32,7 @@ FLAGS = {
     "variant": "--variant", "min_psnr": "--min-psnr", "min_ssim": "--min-ssim", "max_lpips": "--max-lpips",
     "repeats": "--repeats", "ratios": "--ratios", "ratios_file": "--ratios-file", "interleaved": "--interleaved",
     "uncond_first": "--uncond-first", "pad": "--pad", "guidance_mode": "--guidance-mode", "branch": "--branch",
-    "keep_partial": "--keep-partial",
+    "keep_partial": "--keep-partial", "vae_tiling": "--vae-tiling", "vae_slicing": "--vae-slicing",
 }
 _PARAM = re.compile(r"`([a-z][a-z0-9_]*)(?:=([^`\s]*))?`")
 
@@ -195,6 +195,9 @@ RULES: list[Rule] = [
     Rule("pipeline-call", _in_pipeline_call,
          lambda e: Explained(f"the pipeline refused the call: {_first_line(e)}",
                              "change the call options it names (--steps, --height/--width, --num-frames, --set ...)")),
+    Rule("vae-tiling", lambda e: isinstance(e, NotImplementedError) and "tiling" in str(e).lower(),
+         lambda e: Explained(f"the VAE cannot decode this way: {_first_line(e)}",
+                             "pass --vae-tiling (this VAE decodes only tiled, e.g. Allegro's)")),
     Rule("os", lambda e: isinstance(e, OSError),
          lambda e: Explained(f"{e.strerror or _first_line(e)}{_file(e)}", DEBUG_HINT)),
 ]

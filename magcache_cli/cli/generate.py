@@ -49,6 +49,8 @@ def calibrate(
     offload: o.Offload = "none",
     allow_pickle: o.AllowPickle = False,
     trust_remote_code: o.TrustRemoteCode = False,
+    vae_tiling: o.VaeTiling = False,
+    vae_slicing: o.VaeSlicing = False,
     compile_: o.Compile = "none",
     context_parallel: o.ContextParallel = None,
     keep_partial: Annotated[bool, typer.Option("--keep-partial", help="On Ctrl-C, save the runs already finished as the profile (its `source` says how many).")] = False,
@@ -88,7 +90,8 @@ def calibrate(
     ranks = start_ranks(device, context_parallel)
     files = gather(image=image, mask_image=mask_image, control_image=control_image, video=video, strength=strength,
                    set_files=set_files, pipeline=pipeline, component=component, model=model, revision=revision)
-    pipe, dev, dt = load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code, files)
+    pipe, dev, dt = load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code, files,
+                           vae_tiling=vae_tiling, vae_slicing=vae_slicing)
     enable_context_parallel(pipe, ranks)
     apply_compile(pipe, compile_)
     kwargs = build_call_kwargs(pipe, steps=steps, guidance_scale=guidance_scale, negative_prompt=negative_prompt,
@@ -170,6 +173,8 @@ def run(
     offload: o.Offload = "none",
     allow_pickle: o.AllowPickle = False,
     trust_remote_code: o.TrustRemoteCode = False,
+    vae_tiling: o.VaeTiling = False,
+    vae_slicing: o.VaeSlicing = False,
     compile_: o.Compile = "none",
     context_parallel: o.ContextParallel = None,
     json_: o.Json = False,
@@ -207,7 +212,8 @@ def run(
     files = gather(image=image, mask_image=mask_image, control_image=control_image, video=video, strength=strength,
                    set_files=set_files, pipeline=pipeline, component=component, model=model, revision=revision,
                    profile=prof, profile_path=profile_file(profile))
-    pipe, _, _ = load_pipe(model_id, rev, variant, dtype, device, offload, allow_pickle, trust_remote_code, files)
+    pipe, _, _ = load_pipe(model_id, rev, variant, dtype, device, offload, allow_pickle, trust_remote_code, files,
+                           vae_tiling=vae_tiling, vae_slicing=vae_slicing)
     enable_context_parallel(pipe, ranks)
     apply_compile(pipe, compile_)
     prompts, seeds, kwargs = call_setup(prof, pre, seed, steps, guidance_scale, negative_prompt, height, width,

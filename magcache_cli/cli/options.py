@@ -29,6 +29,8 @@ Offload = Annotated[str, typer.Option(help=f"{choices(_Offload)} CPU offload.", 
 BranchPolicy = Annotated[str, typer.Option(help=f"{choices(_Policy)}. joint: skip a step only when every branch may skip (default). independent: each sequential branch decides alone.", rich_help_panel=SKIP)]
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow non-safetensors weights (only for models you trust).", rich_help_panel=LOAD)]
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow custom pipeline code from the model repo.", rich_help_panel=LOAD)]
+VaeTiling = Annotated[bool, typer.Option("--vae-tiling", help="Decode tiled: vae.enable_tiling() after loading (some VAEs need it, e.g. Allegro's).", rich_help_panel=LOAD)]
+VaeSlicing = Annotated[bool, typer.Option("--vae-slicing", help="Decode one sample at a time: vae.enable_slicing() after loading.", rich_help_panel=LOAD)]
 Compile = Annotated[str, typer.Option("--compile", help="torch.compile the transformer: none | repeated (its repeated blocks, fullgraph=True) | full (the whole model) | auto (the best that works: repeated where the transformer declares repeated blocks, else full). `--compile` alone means auto. The first call compiles; skipping adds no recompilation.", rich_help_panel=LOAD)]
 
 Prompt = Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="Prompt; repeat for several.", rich_help_panel=CALL)]

@@ -130,6 +130,8 @@ def tune(
     offload: o.Offload = "none",
     allow_pickle: o.AllowPickle = False,
     trust_remote_code: o.TrustRemoteCode = False,
+    vae_tiling: o.VaeTiling = False,
+    vae_slicing: o.VaeSlicing = False,
     context_parallel: o.ContextParallel = None,
     json_: o.Json = False,
 ) -> None:
@@ -185,7 +187,8 @@ def tune(
                    set_files=set_files, pipeline=pipeline, component=component, model=model, revision=revision,
                    profile=prof, profile_path=profile)
     ranks = start_ranks(device, context_parallel)
-    pipe, _, _ = load_pipe(model_id, rev, variant, dtype, device, offload, allow_pickle, trust_remote_code, files)
+    pipe, _, _ = load_pipe(model_id, rev, variant, dtype, device, offload, allow_pickle, trust_remote_code, files,
+                           vae_tiling=vae_tiling, vae_slicing=vae_slicing)
     enable_context_parallel(pipe, ranks)
     prompts, seeds, kwargs = call_setup(prof, pre, seed, steps, guidance_scale, negative_prompt, height, width,
                                         num_frames, pipe, all_prompts=True, inputs=files)

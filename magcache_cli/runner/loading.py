@@ -137,8 +137,8 @@ def configure_vae(pipe, *, tiling: bool = False, slicing: bool = False) -> None:
             continue
         vae = getattr(pipe, "vae", None)
         if not callable(getattr(vae, method, None)):
-            raise UsageError(f"{name}: {type(pipe).__name__}'s VAE ({type(vae).__name__}) has no {method}()",
-                             hint=f"leave {name} off for this pipeline")
+            raise UsageError(f"`{name}`: {type(pipe).__name__}'s VAE ({type(vae).__name__}) has no {method}()",
+                             hint=f"leave `{name}` off for this pipeline")
         getattr(vae, method)()
 
 

@@ -44,3 +44,20 @@ def test_ideogram4_second_model_is_the_uncond_branch(tiny_pipeline_dir, tmp_path
     assert out["branches"]["cond"] == out["branches"]["uncond"] and out["branches"]["cond"]["skipped"]
     assert out["total_calls"] == 8 and out["transformer_calls"] < 8
     assert Image.open(tmp_path / "img.png").size == (32, 32)
+
+
+def test_allegro_needs_and_gets_vae_tiling(tiny_pipeline_dir, tmp_path):
+    model, prof = tiny_pipeline_dir("allegro"), tmp_path / "allegro.yaml"
+    args = ("calibrate", "--model", model, "-p", "a cat", "--steps", 3, "--height", 128, "--width", 128,
+            "--num-frames", 24, "--guidance-scale", 4.5, "--negative-prompt", "blurry", "--set", "max_sequence_length=16",
+            "--set", "clean_caption=false", "--out", prof)
+    r = invoke(*args)
+    assert r.exit_code == 1 and "--vae-tiling" in r.output and "Traceback" not in r.output
+    assert not prof.exists()
+    r = invoke(*args, "--vae-tiling")
+    assert r.exit_code == 0, r.output
+    assert list(yaml.safe_load(prof.read_text())["branches"]) == ["uncond", "cond"]
+    r = invoke("run", "--profile", prof, "--model", model, "--vae-tiling", "--output", tmp_path / "clip.png", "--json")
+    assert r.exit_code == 0, r.output
+    written = list(tmp_path.glob("clip.*"))
+    assert [p.suffix for p in written] in ([".mp4"], [".gif"])

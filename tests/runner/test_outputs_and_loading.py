@@ -87,7 +87,7 @@ def test_vae_switches():
     assert pipe.vae.use_tiling and not pipe.vae.use_slicing
     configure_vae(pipe, slicing=True)
     assert pipe.vae.use_slicing
-    with pytest.raises(UsageError, match="vae_tiling: .* has no enable_tiling"):
+    with pytest.raises(UsageError, match="`vae_tiling`: .* has no enable_tiling"):
         configure_vae(_Pipe(object()), tiling=True)
 
 
