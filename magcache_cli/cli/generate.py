@@ -91,7 +91,7 @@ def calibrate(
     files = gather(image=image, mask_image=mask_image, control_image=control_image, video=video, strength=strength,
                    set_files=set_files, pipeline=pipeline, component=component, model=model, revision=revision)
     pipe, dev, dt = load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code, files,
-                           vae_tiling=vae_tiling, vae_slicing=vae_slicing)
+                              vae_tiling=vae_tiling, vae_slicing=vae_slicing)
     enable_context_parallel(pipe, ranks)
     apply_compile(pipe, compile_)
     kwargs = build_call_kwargs(pipe, steps=steps, guidance_scale=guidance_scale, negative_prompt=negative_prompt,
