@@ -134,11 +134,10 @@ def start_ranks(device: str, context_parallel: str | None = None):
 
 
 def one_line(e: BaseException) -> str:
-    """What another rank's error line says about a failure on this rank."""
-    if isinstance(e, MagCacheError):
-        return str(e)
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    """What rank 0's error line says about a failure on this rank: the boundary's wording (cli/errors.py)."""
+    from magcache_cli.cli.errors import explain
+
+    return explain(e).line()
 
 
 def stop_ranks(e: BaseException) -> bool:

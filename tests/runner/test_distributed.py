@@ -126,7 +126,8 @@ def test_one_failing_rank_ends_the_job_with_one_error_line(job):
     proc, d = job
     assert proc.returncode != 0
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error:")]
-    assert errors == ["Error: rank 1 failed: RuntimeError: injected failure on rank 1"]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("Error: rank 1 failed: RuntimeError: injected failure on rank 1 — ")
     assert not (d / "failed.yaml").exists()
 
 
