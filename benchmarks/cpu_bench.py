@@ -51,6 +51,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 THRESHOLDS = [(0.06, 3), (0.12, 4), (0.24, 5)]
+FORECAST = 0.5  # one more configuration: the last threshold with the residual forecast (same schedule)
 RETENTION = 0.2
 PROMPT = "a cat playing chess"
 
@@ -220,17 +221,17 @@ def make_configs(pipe, profile, args) -> list[Config]:
         calib.remove()
 
     configs.append(Config("calibrate mode", calib_enter, calib_leave))
-    for thr, k in THRESHOLDS:
-        cache = api.apply(pipe, profile, threshold=thr, max_skip_steps=k, retention_ratio=RETENTION)
+    for thr, k, a in [(thr, k, 0.0) for thr, k in THRESHOLDS] + [(*THRESHOLDS[-1], FORECAST)]:
+        cache = api.apply(pipe, profile, threshold=thr, max_skip_steps=k, retention_ratio=RETENTION, forecast=a)
         cache.remove()
 
         def leave(cfg, cache=cache):
             r = cache.report
             cfg.passes = (r.computed_calls, r.calls)
-            cfg.residual_bytes = {lb: r.numel() * r.element_size() for lb, r in cache.hooks._cache.items()}
+            cfg.residual_bytes = cache.hooks.held_bytes()
             cache.remove()
 
-        configs.append(Config(f"cached {thr:.2f} K{k}", cache.apply, leave))
+        configs.append(Config(f"cached {thr:.2f} K{k}" + (f" A{a:g}" if a else ""), cache.apply, leave))
     return configs
 
 
@@ -301,9 +302,10 @@ def main(argv=None) -> dict:
     memory = None
     if not args.no_memory:
         residual = tokens * args.width * 4
-        cached = configs[-1]
+        cached, forecast = configs[-2], configs[-1]
         nocache_peak = peak_torch_bytes(lambda: configs[0].call(pipe, kwargs))
         cached_peak = peak_torch_bytes(lambda: cached.call(pipe, kwargs))
+        forecast_peak = peak_torch_bytes(lambda: forecast.call(pipe, kwargs))
         from magcache_cli import api
 
         fresh = api.apply(pipe, profile, threshold=THRESHOLDS[-1][0], max_skip_steps=THRESHOLDS[-1][1],
@@ -315,6 +317,8 @@ def main(argv=None) -> dict:
                   "cache_bytes_per_branch": cached.residual_bytes,
                   "peak_nocache_bytes": nocache_peak, "peak_cached_bytes": cached_peak,
                   "peak_delta_bytes": cached_peak - nocache_peak,
+                  "forecast_bytes_per_branch": forecast.residual_bytes, "peak_forecast_bytes": forecast_peak,
+                  "peak_forecast_delta_bytes": forecast_peak - nocache_peak,
                   "peak_first_call_bytes": first_peak}
 
     result = {"benchmark": "cpu_bench", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
@@ -344,6 +348,8 @@ def print_table(result: dict) -> None:
         print(f"memory: peak no-cache {m['peak_nocache_bytes'] * mb:.1f} MiB, cached {m['peak_cached_bytes'] * mb:.1f} MiB "
               f"(delta {m['peak_delta_bytes'] * mb:+.2f} MiB); one residual {m['residual_bytes'] * mb:.2f} MiB; "
               f"cache per branch {', '.join(f'{k}: {v * mb:.2f} MiB' for k, v in m['cache_bytes_per_branch'].items())}; "
+              f"with the forecast: peak {m['peak_forecast_bytes'] * mb:.1f} MiB (delta {m['peak_forecast_delta_bytes'] * mb:+.2f} MiB), "
+              f"per branch {', '.join(f'{k}: {v * mb:.2f} MiB' for k, v in m['forecast_bytes_per_branch'].items())}; "
               f"first call of a fresh cache (stack discovery) {m['peak_first_call_bytes'] * mb:.1f} MiB")
 
 

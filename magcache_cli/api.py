@@ -38,12 +38,16 @@ def load_profile(ref: str | os.PathLike) -> Profile:
 
 
 def apply(pipe, profile: Profile | str | os.PathLike, *, threshold: float | None = None,
-          max_skip_steps: int | None = None, retention_ratio: float | None = None,
+          max_skip_steps: int | None = None, retention_ratio: float | None = None, forecast: float | None = None,
           branch_policy: str = "joint", force: bool = False) -> MagCache:
-    """Apply a profile to `pipe` (hooks installed now); use as a context manager or call `.remove()`."""
+    """Apply a profile to `pipe` (hooks installed now); use as a context manager or call `.remove()`.
+
+    Settings left as None come from the profile's defaults. `forecast` (A in [0, 1]) replaces the reused
+    residual of a skipped step by `r_c + A·(t − c)/(c − p)·(r_c − r_p)` from the branch's last two computed
+    residuals; 0 is MagCache's plain reuse (see docs/quality.md)."""
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
-    settings = settings_from(profile, threshold, max_skip_steps, retention_ratio)
+    settings = settings_from(profile, threshold, max_skip_steps, retention_ratio, forecast)
     return MagCache(pipe, profile, settings, branch_policy, force).apply()
 
 

@@ -113,6 +113,8 @@ class StackHooks:
     Install with `install()` (idempotent) and undo with `remove()`, or use it as a context manager.
     """
 
+    forecasting = False  # skipped calls replay a forecast (`Tap.delta`, `Tap.weight`), not only the residual
+
     def __init__(self, pipe, denoiser_name: str = "transformer", prefix: str = "",
                  calls: StepCalls | None = None, gated: bool = False):
         self.pipe = pipe
@@ -363,7 +365,7 @@ class StackHooks:
                     blocks[-1] = Probe(blocks[-1], self._tap, spec, False, True)
             compute[s.path] = nn.ModuleList(blocks)
         skip = {s.path: nn.ModuleList() for s in spec.segments[:-1]}
-        skip[spec.segments[-1].path] = nn.ModuleList([Replay(self._tap, spec)])
+        skip[spec.segments[-1].path] = nn.ModuleList([Replay(self._tap, spec, self.forecasting)])
         self._layouts = {"original": originals, "compute": compute, "skip": skip}
 
     def _apply_layout(self, name: str) -> None:

@@ -4,7 +4,8 @@
   stack's input, and the last by one that subtracts it from the stack's output: one subtraction per call,
   nothing per block;
 * on a skipped call, the block lists of the stack are replaced by a single `_Replay` that returns the stack's
-  input plus the branch's cached residual, in the last block's output structure.
+  input plus the branch's cached residual, in the last block's output structure; with a forecast (`forecast.py`),
+  plus `weight · delta` as well, where the weight is a 0-dim tensor so that it changes without recompiling.
 
 Under a whole-model `torch.compile` the forward pass (with these proxies in it) is one graph per layout: the
 proxies exchange tensors with the hooks through one `Tap` and hold only constants.
@@ -32,6 +33,8 @@ class Tap:
         self.entry: torch.Tensor | None = None
         self.out: torch.Tensor | None = None  # residual of a computed call, read by the forward hook
         self.residual: torch.Tensor | None = None  # cached residual for a skipped call, set by the pre-hook
+        self.delta: torch.Tensor | None = None  # forecast only: r_c − r_p of the branch
+        self.weight: torch.Tensor | None = None  # forecast only: A·(t − c)/(c − p) as a 0-dim tensor
 
 
 def _image_slice(total: int, n: int, image_start: int, image_tail: int) -> slice:
@@ -84,11 +87,12 @@ class Probe(nn.Module):
 
 
 class Replay(nn.Module):
-    """Stands in for the whole stack on a skipped call: stack input + cached residual."""
+    """Stands in for the whole stack on a skipped call: stack input + cached residual (+ weight · delta when
+    built with `forecast`: the layouts of a forecasting cache always add it, a weight of 0 meaning reuse)."""
 
-    def __init__(self, tap: Tap, spec: StackSpec):
+    def __init__(self, tap: Tap, spec: StackSpec, forecast: bool = False):
         super().__init__()
-        self._tap = tap
+        self._tap, self._forecast = tap, forecast
         self._names, self._main_input = spec.param_names_last, spec.segments[-1].main_input
         self._out_single, self._out_spec = spec.out_single, tuple(spec.out_spec)
         self._image = (spec.image_start, spec.image_tail)
@@ -98,6 +102,8 @@ class Replay(nn.Module):
         bound = bind_inputs(self._names, args, kwargs)
         x = bound[self._main_input]
         r = self._tap.residual
+        if self._forecast:
+            r = r + self._tap.weight * self._tap.delta
         if x.shape == r.shape:
             main = x + r
         else:

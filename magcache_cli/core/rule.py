@@ -43,11 +43,13 @@ def resample(curve: Sequence[float], steps: int) -> list[float]:
 
 @dataclass(frozen=True)
 class SkipSettings:
-    """Run-time knobs of the skip rule: error threshold, max consecutive skips (K), retention ratio (R)."""
+    """Run-time knobs: error threshold, max consecutive skips (K), retention ratio (R) decide which steps skip;
+    `forecast` (A in [0, 1], `forecast.py`) what a skipped step replays: 0 is MagCache's reuse."""
 
     threshold: float
     max_skip_steps: int
     retention_ratio: float
+    forecast: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)):
@@ -59,6 +61,10 @@ class SkipSettings:
         if self.max_skip_steps < 0:
             raise ValueError(f"max_skip_steps must be >= 0, got {self.max_skip_steps}")
         _check_retention(self.retention_ratio)
+        if isinstance(self.forecast, bool) or not isinstance(self.forecast, (int, float)):
+            raise ValueError(f"forecast must be a number, got {self.forecast!r}")
+        if not 0 <= self.forecast <= 1:
+            raise ValueError(f"forecast must be in [0, 1], got {self.forecast!r}")
 
 
 def simulate(

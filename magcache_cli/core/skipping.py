@@ -1,25 +1,29 @@
 """Cached runs: hooks that follow a precomputed skip schedule per branch, replaying the branch's cached residual
-on skipped steps. The schedule depends only on the profile's curves, the settings and the position the run
-begins at (`RunPlan.schedule`): an img2img run with strength < 1 begins mid-schedule, and the rule applies to
-the steps it runs as to a run of its own."""
+(or its forecast, `forecast.py`) on skipped steps. The schedule depends only on the profile's curves, the
+settings and the position the run begins at (`RunPlan.schedule`): an img2img run with strength < 1 begins
+mid-schedule, and the rule applies to the steps it runs as to a run of its own. The forecast changes what a
+skipped step outputs, never which steps skip."""
 
 from __future__ import annotations
 
 import torch
 
 from magcache_cli.core.branches import Assignment, assign_profiled
+from magcache_cli.core.forecast import ResidualCache
 from magcache_cli.core.hooks import StackHooks, StepCalls
 from magcache_cli.core.rule import RunPlan
 from magcache_cli.log import warn
 
 
 class SkippingHooks(StackHooks):
-    """Skips the stack on the steps the plan's schedule marks, per branch; one cached residual per branch."""
+    """Skips the stack on the steps the plan's schedule marks, per branch; one cached residual per branch, two
+    with a forecast (`plan.settings.forecast` > 0)."""
 
     def __init__(self, pipe, denoiser_name: str, plan: RunPlan, prefix: str = "", calls: StepCalls | None = None,
                  gated: bool = False):
         self.plan = plan
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache = ResidualCache(plan.settings.forecast)
+        self.forecasting = self._cache.forecast > 0
         self._cache_sig: dict[str, tuple] = {}  # main input shape of the call that cached each residual
         self._schedule: dict[str, list[bool]] | None = None
         self._covered: tuple[int, int] = (0, 0)
@@ -30,9 +34,13 @@ class SkippingHooks(StackHooks):
         return self.plan.steps
 
     def _reset_branches(self) -> None:
-        self._cache = {}
+        self._cache.clear()
         self._cache_sig = {}
         self._schedule = None
+
+    def held_bytes(self) -> dict[str, int]:
+        """Bytes of residuals held between calls, per branch key (`uncond+cond` for a batched call)."""
+        return self._cache.held_bytes()
 
     def _located(self, step: int) -> None:
         """The first call of a pipeline call fixes the schedule: its position is where the run begins."""
@@ -58,7 +66,7 @@ class SkippingHooks(StackHooks):
         if step >= len(next(iter(sched.values()))) or any(sched[label][step] for label in a.labels):
             return True
         # scheduled to skip: only with a residual cached by a call of the same input layout
-        if a.key not in self._cache:
+        if self._cache.last(a.key) is None:
             return self._miss("no residual was cached for the branch")
         if self._cache_sig.get(a.key) != self._sig:
             return self._miss("the call's input shape differs from the call that cached the residual")
@@ -74,11 +82,16 @@ class SkippingHooks(StackHooks):
         return [f"{who}: {n} pass(es) scheduled to skip were computed: {reason}" for reason, n in self.missed.items()]
 
     def _prepare(self, a: Assignment, computing: bool) -> None:
-        if not computing:
-            self._tap.residual = self._cache[a.key]
-        else:  # replaced at the end of this call: never hold two residuals of one branch
-            self._cache.pop(a.key, None)
+        if computing:
+            self._cache.begin_compute(a.key)
+            return
+        r, delta, weight = self._cache.replay(a.key, self.state.step)
+        self._tap.residual = r
+        if self.forecasting:  # always both tensors: the compiled skip layout has one graph whatever the weight
+            self._tap.delta = r if delta is None else delta
+            self._tap.weight = torch.full((), weight, dtype=torch.float32, device=r.device)
 
     def _on_residual(self, residual: torch.Tensor) -> None:
         key = self.state.current.key
-        self._cache[key], self._cache_sig[key] = residual, self._sig
+        self._cache.store(key, residual, self.state.step)
+        self._cache_sig[key] = self._sig

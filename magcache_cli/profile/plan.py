@@ -48,12 +48,13 @@ def plans_by_denoiser(profile: Profile, settings: ratios.SkipSettings, policy: s
 
 
 def settings_from(profile: Profile, threshold: float | None = None, max_skip_steps: int | None = None,
-                  retention_ratio: float | None = None) -> ratios.SkipSettings:
+                  retention_ratio: float | None = None, forecast: float | None = None) -> ratios.SkipSettings:
     d = profile.defaults
     return ratios.SkipSettings(
         threshold=d.threshold if threshold is None else threshold,
         max_skip_steps=d.max_skip_steps if max_skip_steps is None else max_skip_steps,
         retention_ratio=d.retention_ratio if retention_ratio is None else retention_ratio,
+        forecast=d.forecast if forecast is None else forecast,
     )
 
 

@@ -145,6 +145,11 @@ class Defaults:
     retention_ratio: float = field(default=0.2, metadata={
         "kind": "retention", "required": True, "key": None,
         "doc": "Fraction of leading steps always computed: the first `int(retention_ratio · steps + 0.5)`."})
+    forecast: float = field(default=0.0, metadata={
+        "kind": "forecast", "required": False, "key": None, "omit_empty": True,
+        "doc": "A of the residual forecast a skipped step replays, `r_c + A·(t−c)/(c−p)·(r_c−r_p)` from the "
+               "branch's last two computed residuals (docs/quality.md). Omitted: `0`, MagCache's plain reuse; "
+               "left out of the file when 0, so profiles from before it keep their text."})
     tuned: dict[str, Any] | None = _f("map?", "Free-form evidence written by a tuning command (grid, metrics, "
                                       "chosen point).")
 
@@ -225,6 +230,7 @@ _SCALARS = {  # kind: (description, test, convert, type in the docs)
     "num0": ("a finite number >= 0", lambda v: _is_num(v) and v >= 0, float, "float ≥ 0"),
     "pos": ("a positive finite number", lambda v: _is_num(v) and v > 0, float, "float > 0"),
     "retention": ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1, float, "float in [0, 1)"),
+    "forecast": ("a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1, float, "float in [0, 1]"),
     "mode": (f"one of {', '.join(GUIDANCE_MODES)}", lambda v: isinstance(v, str) and v in GUIDANCE_MODES, str,
              " \\| ".join(f"`{m}`" for m in GUIDANCE_MODES)),
     "fingerprint": ("16 lowercase hex characters", lambda v: isinstance(v, str) and _HEX16.fullmatch(v), str, "str"),
@@ -239,6 +245,8 @@ _DOC_TYPES = {"input": "mapping", "map": "mapping", "{str}": "mapping str → st
 
 def _absent(kind: str) -> Any:
     """The value of an optional key left out of the file."""
+    if kind == "forecast":
+        return 0.0  # profiles from before the forecast: MagCache's plain reuse
     return None if kind.endswith("?") else [] if kind.startswith("[") else {}
 
 

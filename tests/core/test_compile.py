@@ -134,3 +134,22 @@ def test_repeated_needs_declared_blocks(tiny_pipeline_dir):
     assert "full" in e.value.hint
     with pytest.raises(UsageError, match="unknown compile mode"):
         compile_pipeline(pipe, "everything")
+
+
+def test_forecast_keeps_one_graph_per_layout(tiny_pipeline_dir, eager):
+    """The forecast weight A·(t−c)/(c−p) changes on every skipped step; it enters the graph as a tensor, so a
+    whole-model compile still makes one graph per layout (computed, skipped) and matches eager."""
+    import dataclasses
+
+    profile, reuse, plain = eager("sd3")
+    settings = dataclasses.replace(SETTINGS, forecast=0.5)
+    pipe = load(tiny_pipeline_dir, "sd3")
+    forecast = run(pipe, ["a dog"], [5], call_kwargs("sd3"), profile=profile, settings=settings)
+    assert (images(forecast) - images(reuse)).abs().max() > 100 * TOL  # the tolerance can see the forecast
+    compile_pipeline(pipe, "full", fullgraph=True, backend="aot_eager")
+    per_step: list[int] = []
+    result = run(pipe, ["a dog"], [5], call_kwargs("sd3"), profile=profile, settings=settings,
+                 on_step=lambda _: per_step.append(graph_count()))
+    check_against_eager(result, per_step, forecast, plain)
+    assert counters["graph_break"] == {}
+    assert per_step[-1] == 2

@@ -81,3 +81,28 @@ def test_two_expert_threshold_zero_is_exact_and_hooks_leave(wan22):
     for t in (wan22.transformer, wan22.transformer_2):
         assert not t._forward_pre_hooks and not t._forward_hooks
     assert "step" not in vars(wan22.scheduler)
+
+
+def test_each_expert_forecasts_from_its_own_window(wan22):
+    """A skipped step of either expert is its stack input plus the forecast from that expert's own computed
+    residuals of that branch (magcache_cli/testing/residuals.py); right after the hand-over the second expert
+    has one computed residual, so its first skip is plain reuse, never a forecast through the first expert's."""
+    from magcache_cli.testing.residuals import StackRecorder, expected_outputs
+
+    prof = magcache.calibrate(wan22, ["a cat"], seeds=[0], **KW)
+    owner = expert_steps(wan22)
+    with StackRecorder(wan22.transformer) as first, StackRecorder(wan22.transformer_2) as second:
+        res = run(wan22, ["a cat"], [1], KW, profile=prof, settings=SkipSettings(10.0, 2, 0.2, forecast=0.5))
+    for k, (rec, prefix) in enumerate(((first, ""), (second, "transformer_2."))):
+        steps = [s for s in range(STEPS) if owner[s] == k]
+        assert len(rec.calls) == 2 * len(steps)  # cond then uncond on each of the expert's steps
+        for i, label in enumerate(("cond", "uncond")):
+            computed = res.schedule[prefix + label]["computed"]
+            hist = [(s, s in computed, *rec.calls[2 * j + i]) for j, s in enumerate(steps)]
+            flags = [c for _, c, _, _ in hist]
+            # what each window shows: expert 1 forecasts (a skip after two computed steps); expert 2 skips its
+            # second step with one computed residual of its own, where a shared history would forecast
+            assert flags[:3] == [True, True, False] if k == 0 else flags == [True, False]
+            for (_, _, _, y), w in zip(hist, expected_outputs(hist, 0.5)):
+                if w is not None:
+                    torch.testing.assert_close(y, w, atol=1e-6, rtol=1e-6)
