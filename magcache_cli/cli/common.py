@@ -34,11 +34,11 @@ def apply_compile(pipe, mode: str) -> None:
         compile_pipeline(pipe, mode=mode)
 
 
-def skip_settings(prof, threshold, max_skip_steps, retention_ratio):
+def skip_settings(prof, threshold, max_skip_steps, retention_ratio, forecast=None):
     from magcache_cli.runner.run import settings_from
 
     try:
-        return settings_from(prof, threshold, max_skip_steps, retention_ratio)
+        return settings_from(prof, threshold, max_skip_steps, retention_ratio, forecast)
     except ValueError as e:
         raise UsageError(str(e)) from None
 

@@ -146,6 +146,7 @@ def run(
     threshold: o.Threshold = None,
     max_skip_steps: o.MaxSkipSteps = None,
     retention_ratio: o.RetentionRatio = None,
+    forecast: o.Forecast = None,
     branch_policy: o.BranchPolicy = "joint",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run the plain pipeline (for comparison).", rich_help_panel=o.SKIP)] = False,
     repeats: o.Repeats = 3,
@@ -200,7 +201,7 @@ def run(
     if compare and no_cache:
         raise UsageError("--compare and --no-cache exclude each other", hint="--compare already runs uncached")
     prof = load_profile(profile)
-    settings = skip_settings(prof, threshold, max_skip_steps, retention_ratio)  # bad values fail before loading
+    settings = skip_settings(prof, threshold, max_skip_steps, retention_ratio, forecast)  # bad values fail before loading
     if not (pre.prompts or prof.calibration.prompts):
         raise UsageError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
     model_id, rev = model or prof.model.id, revision or (None if model else prof.model.revision)

@@ -51,6 +51,7 @@ RetentionRatio = Annotated[Optional[float], typer.Option(help="Fraction of first
 NewThreshold = Annotated[Optional[float], typer.Option("--threshold", help="The profile's default accumulated-error threshold (0 disables skipping). Default: 0.06.", rich_help_panel=SKIP)]
 NewMaxSkipSteps = Annotated[Optional[int], typer.Option("--max-skip-steps", help="The profile's default max consecutive skipped steps (K). Default: 3.", rich_help_panel=SKIP)]
 NewRetentionRatio = Annotated[Optional[float], typer.Option("--retention-ratio", help="The profile's default fraction of first steps never skipped. Default: 0.2.", rich_help_panel=SKIP)]
+Forecast = Annotated[Optional[float], typer.Option(help="A in [0, 1]: a skipped step replays r_c + A·(t−c)/(c−p)·(r_c−r_p) from the branch's last two computed residuals instead of reusing r_c (0 = reuse). Default: the profile's (0 if unset).", rich_help_panel=SKIP)]
 
 Repeats = Annotated[int, typer.Option("--repeats", help="Wall time: interleaved timed repeats of uncached, cached and fewer steps (after a warm-up); medians are reported.", rich_help_panel=SKIP)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; everything else goes to stderr.")]

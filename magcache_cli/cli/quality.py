@@ -45,7 +45,7 @@ def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, js
     from magcache_cli.runner import outputs
 
     n = len(prompts) * len(seeds)
-    with console.progress(3 * n + 3 * repeats, "Comparing") as bar:
+    with console.progress((4 if settings.forecast > 0 else 3) * n + 3 * repeats, "Comparing") as bar:
         def on_run(what: str) -> None:
             bar.describe(f"Comparing: {what}")
             bar.advance()
@@ -103,6 +103,7 @@ def tune(
     thresholds: Annotated[Optional[str], typer.Option(help="Thresholds to sweep, comma-separated. Default: 0.02,0.04,0.06,0.08,0.12,0.16,0.24,0.32,0.48.", rich_help_panel=GRID)] = None,
     max_skips: Annotated[Optional[str], typer.Option(help="Max consecutive skips (K) to sweep. Default: 2,3,4,5,6.", rich_help_panel=GRID)] = None,
     retentions: Annotated[Optional[str], typer.Option(help="Retention ratios (R) to sweep. Default: 0.1,0.2.", rich_help_panel=GRID)] = None,
+    forecasts: Annotated[Optional[str], typer.Option(help="Residual forecast A values to sweep (0 = reuse). Default: 0,0.25,0.5,0.75.", rich_help_panel=GRID)] = None,
     branch_policy: o.BranchPolicy = "joint",
     repeats: o.Repeats = 3,
     prompt: o.Prompt = None,
@@ -137,7 +138,7 @@ def tune(
 ) -> None:
     """Find the fastest skip settings that meet a quality target, by measurement, and write them.
 
-    Sweeps threshold × max consecutive skips × retention ratio. One model load and one uncached reference per prompt × seed; settings with the same skip schedule run once. Prints the Pareto table (passes vs quality) with the fewer-steps baseline at equal passes, and writes the chosen setting into the profile's defaults with the evidence in `defaults.tuned`. Prompts default to the profile's calibration prompts. Refuses (exit 1, file untouched) when no setting meets the target.
+    Sweeps threshold × max consecutive skips × retention ratio × forecast A. One model load and one uncached reference per prompt × seed; settings with the same skip schedule and A run once. Prints the Pareto table (passes vs quality) with the fewer-steps baseline at equal passes, and writes the chosen setting into the profile's defaults with the evidence in `defaults.tuned`. Prompts default to the profile's calibration prompts. Refuses (exit 1, file untouched) when no setting meets the target.
 
     Example:
 
@@ -147,6 +148,7 @@ def tune(
     from magcache_cli.errors import MagCacheError
     from magcache_cli.profile.io import load_profile, save_profile
     from magcache_cli.quality.tune import (
+        DEFAULT_FORECASTS,
         DEFAULT_MAX_SKIPS,
         DEFAULT_RETENTIONS,
         DEFAULT_THRESHOLDS,
@@ -166,7 +168,7 @@ def tune(
     if not target.given():
         raise UsageError("no quality target", hint="pass --min-psnr (e.g. 35), --min-ssim or --max-lpips")
     grid = Grid(_floats(thresholds, "--thresholds", DEFAULT_THRESHOLDS), _ints(max_skips, "--max-skips", DEFAULT_MAX_SKIPS),
-                _floats(retentions, "--retentions", DEFAULT_RETENTIONS))
+                _floats(retentions, "--retentions", DEFAULT_RETENTIONS), _floats(forecasts, "--forecasts", DEFAULT_FORECASTS))
     try:
         settings_list = grid.settings()
     except ValueError as e:
@@ -233,7 +235,8 @@ def _tune_json(result, written: str | None) -> dict:
         k = min(ref.steps, equal_pass_steps(p.measured.passes, ref.per_step))
         base = result.baselines.get(k)
         return {"threshold": p.settings.threshold, "max_skip_steps": p.settings.max_skip_steps,
-                "retention_ratio": p.settings.retention_ratio, "passes_per_run": p.measured.passes,
+                "retention_ratio": p.settings.retention_ratio, "forecast": p.settings.forecast,
+                "passes_per_run": p.measured.passes,
                 "speedup_passes": round(p.speedup_passes, 3), "speedup_wall": round(p.speedup_wall, 3),
                 **p.measured.quality.to_json(), "pareto": p.pareto,
                 "meets_target": p.measured.quality.meets(**result.target.given()),

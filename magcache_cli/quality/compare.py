@@ -166,6 +166,7 @@ class Comparison:
     cached_arrays: list[np.ndarray]
     baseline_arrays: list[np.ndarray]
     timings: Timings | None = None  # interleaved repeats; the wall_s above are their medians then
+    reuse: Measured | None = None  # with a forecast: the same schedule with MagCache's plain reuse (A = 0)
 
     @property
     def speedup_passes(self) -> float:
@@ -199,6 +200,9 @@ class Comparison:
             "speedup": {"passes": round(self.speedup_passes, 3), "wall": round(self.speedup_wall, 3)},
             "fewer_steps": {"steps": self.baseline_steps, "passes_per_run": b.passes,
                             "wall_s_per_run": round(b.wall_s, 4), **b.quality.to_json()},
+            "reuse": None if self.reuse is None else {
+                "passes_per_run": self.reuse.passes, "wall_s_per_run": round(self.reuse.wall_s, 4),
+                **self.reuse.quality.to_json()},
             "closer_to_uncached": self.winner,
             "wall_times_suspect": self.wall_suspect,
             "wall_note": self.wall_note,
@@ -215,10 +219,15 @@ def compare(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_k
 
     Quality comes from every prompt × seed; wall time from `repeats` interleaved timings of the first one
     (uncached, cached, fewer steps in turn; the quality runs before them are the warm-up), reported as
-    medians. `repeats=0` keeps the medians of the quality runs instead.
+    medians. `repeats=0` keeps the medians of the quality runs instead. With a forecast (`settings.forecast` >
+    0) the same schedule also runs with plain reuse (quality only), to show what the forecast adds.
     """
     ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run)
     measured, res = cached(pipe, profile, ref, prompts, seeds, call_kwargs, settings, policy, on_run, force)
+    reuse = None
+    if settings.forecast > 0:
+        reuse, _ = cached(pipe, profile, ref, prompts, seeds, call_kwargs, dataclasses.replace(settings, forecast=0.0),
+                          policy, on_run, force)
     steps = min(ref.steps, equal_pass_steps(measured.passes, ref.per_step))
     base, base_res = fewer_steps(pipe, ref, prompts, seeds, call_kwargs, steps, on_run)
     timings = None
@@ -229,7 +238,7 @@ def compare(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_k
         measured = dataclasses.replace(measured, wall_s=timings.median("cached"))
         base = dataclasses.replace(base, wall_s=timings.median("fewer_steps"))
     return Comparison(ref, measured, base, steps, closer(measured.quality, base.quality), settings, res.policy or policy,
-                      res.prompts_seeds, res, _arrays(res), _arrays(base_res), timings)
+                      res.prompts_seeds, res, _arrays(res), _arrays(base_res), timings, reuse)
 
 
 def time_configs(pipe, profile: Profile, prompt: str, seed: int, call_kwargs: dict[str, Any],

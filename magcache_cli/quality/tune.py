@@ -1,4 +1,6 @@
-"""`tune`: sweep skip settings, measure each distinct schedule once, keep the Pareto front, choose by a target."""
+"""`tune`: sweep skip settings, measure each distinct (schedule, forecast) once, keep the Pareto front, choose by
+a target. The forecast A changes what skipped steps output, not which steps skip, so a schedule is predicted
+once for all A."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from magcache_cli.core import rule as ratios
 from magcache_cli.core.rule import effective_policy
 from magcache_cli.core.distributed import Exchange, local_exchange
 from magcache_cli.errors import MagCacheError
-from magcache_cli.profile.plan import equal_pass_steps, predict
+from magcache_cli.profile.plan import Prediction, equal_pass_steps, predict
 from magcache_cli.profile.schema import Profile
 from magcache_cli.quality.compare import (
     Measured,
@@ -39,20 +41,25 @@ DEFAULT_MAX_SKIPS = (2, 3, 4, 5, 6)
 DEFAULT_RETENTIONS = (0.1, 0.2)
 
 
+DEFAULT_FORECASTS = (0.0, 0.25, 0.5, 0.75)
+
+
 @dataclass(frozen=True)
 class Grid:
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     max_skip_steps: tuple[int, ...] = DEFAULT_MAX_SKIPS
     retention_ratios: tuple[float, ...] = DEFAULT_RETENTIONS
+    forecasts: tuple[float, ...] = DEFAULT_FORECASTS
 
     def settings(self) -> list[ratios.SkipSettings]:
-        return [ratios.SkipSettings(float(e), int(k), float(r))
-                for r, k, e in itertools.product(self.retention_ratios, self.max_skip_steps, self.thresholds)]
+        return [ratios.SkipSettings(float(e), int(k), float(r), float(a))
+                for a, r, k, e in itertools.product(self.forecasts, self.retention_ratios, self.max_skip_steps,
+                                                    self.thresholds)]
 
 
 @dataclass
 class Point:
-    """One grid setting; points with the same schedule share one measurement."""
+    """One grid setting; points with the same schedule and forecast share one measurement."""
 
     settings: ratios.SkipSettings
     key: tuple
@@ -66,19 +73,36 @@ def _schedule_key(prediction: dict[str, Any]) -> tuple:
     return tuple((label, tuple(f)) for label, f in sorted(prediction.flags.items()))
 
 
+def forecast_applies(flags: dict[str, list[bool]]) -> bool:
+    """Whether some branch skips a step after two computed ones: only then can the forecast change an output."""
+    for f in flags.values():
+        done = 0
+        for computed in f:
+            done += computed
+            if not computed and done >= 2:
+                return True
+    return False
+
+
 def sweep(pipe, profile: Profile, ref: Reference, prompts, seeds, call_kwargs, settings_list: Sequence[ratios.SkipSettings],
           policy: str = "joint", on_run: OnRun = None, metric: str = "psnr",
           exchange: Exchange | None = None) -> list[Point]:
-    """Measure every setting, running each distinct skip schedule once; marks the Pareto front (passes vs metric).
+    """Measure every setting, running each distinct (skip schedule, forecast) once; marks the Pareto front
+    (passes vs metric). Schedules are predicted once per (E, K, R); a forecast that cannot apply to a schedule
+    (no skip after two computed steps) shares the reuse run.
 
-    With an `exchange` over several ranks, the distinct schedules are shared out and every rank gets all
+    With an `exchange` over several ranks, the distinct runs are shared out and every rank gets all
     measurements."""
     steps = ref.steps
     by_key: dict[tuple, Measured] = {}
+    preds: dict[tuple, Prediction] = {}
     keyed, todo = [], {}
     for s in settings_list:
-        pred = predict(profile, steps, s, policy)
-        key = _schedule_key(pred)
+        rule = (s.threshold, s.max_skip_steps, s.retention_ratio)
+        if rule not in preds:
+            preds[rule] = predict(profile, steps, s, policy)
+        pred = preds[rule]
+        key = (_schedule_key(pred), s.forecast if forecast_applies(pred.flags) else 0.0)
         keyed.append((s, key))
         if key not in by_key and key not in todo:
             if pred.passes == pred.total:  # nothing skipped: exactly the reference
@@ -119,12 +143,14 @@ def _mark_pareto(points: list[Point], metric: str) -> None:
 
 
 def distinct(points: list[Point]) -> list[Point]:
-    """One point per schedule: the most conservative setting that gives it (lowest E, lowest K, highest R)."""
+    """One point per (schedule, forecast): the most conservative setting that gives it (lowest E, lowest K,
+    highest R, then lowest A)."""
     best: dict[tuple, Point] = {}
     for p in points:
         s, cur = p.settings, best.get(p.key)
-        if cur is None or (s.threshold, s.max_skip_steps, -s.retention_ratio) < (
-                cur.settings.threshold, cur.settings.max_skip_steps, -cur.settings.retention_ratio):
+        if cur is None or (s.threshold, s.max_skip_steps, -s.retention_ratio, s.forecast) < (
+                cur.settings.threshold, cur.settings.max_skip_steps, -cur.settings.retention_ratio,
+                cur.settings.forecast):
             best[p.key] = p
     return sorted(best.values(), key=lambda p: (p.measured.passes, -p.measured.quality.psnr))
 
@@ -260,5 +286,5 @@ def with_tuned_defaults(profile: Profile, result: TuneResult) -> Profile:
         raise MagCacheError("no setting meets the target")
     s = result.chosen.settings
     defaults = dataclasses.replace(profile.defaults, threshold=s.threshold, max_skip_steps=s.max_skip_steps,
-                                   retention_ratio=s.retention_ratio, tuned=result.evidence())
+                                   retention_ratio=s.retention_ratio, forecast=s.forecast, tuned=result.evidence())
     return dataclasses.replace(profile, defaults=defaults)

@@ -55,6 +55,7 @@ class RunResult:
                 "threshold": self.settings.threshold,
                 "max_skip_steps": self.settings.max_skip_steps,
                 "retention_ratio": self.settings.retention_ratio,
+                "forecast": self.settings.forecast,
                 "branch_policy": self.policy,
             },
             "stack": self.stack.paths if self.stack else None,

@@ -108,7 +108,8 @@ def test_json_carries_settings_branches_and_speedup(seq_profile):
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["steps"] == 8
-    assert data["settings"] == {"threshold": 0.1, "max_skip_steps": 2, "retention_ratio": 0.25, "branch_policy": "joint"}
+    assert data["settings"] == {"threshold": 0.1, "max_skip_steps": 2, "retention_ratio": 0.25, "forecast": 0.0,
+                                "branch_policy": "joint"}
     assert (data["passes"], data["total_passes"], data["speedup"]) == (10, 16, 1.6)
     assert data["branches"]["cond"]["computed"] == [0, 1, 3, 5, 7]
     assert data["branches"]["cond"]["skipped"] == [2, 4, 6]

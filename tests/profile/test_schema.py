@@ -127,6 +127,18 @@ def test_optional_keys_may_be_omitted():
     assert "revision: null" in dump_profile(p)
 
 
+def test_forecast_absent_is_reuse_and_written_only_when_set():
+    """Profiles from before the forecast load with A = 0 (plain reuse) and keep their canonical text."""
+    p = profile_from_dict(valid())
+    assert p.defaults.forecast == 0.0 and "forecast" not in dump_profile(p)
+    data = valid()
+    data["defaults"]["forecast"] = 0.5
+    q = profile_from_dict(data)
+    assert q.defaults.forecast == 0.5
+    assert "  retention_ratio: 0.2\n  forecast: 0.5\n  tuned: null\n" in dump_profile(q)
+    assert profile_from_dict(yaml.safe_load(dump_profile(q))).defaults.forecast == 0.5
+
+
 def test_built_in_code_and_validated_on_dump():
     p = Profile(
         model=ModelInfo(id="m", pipeline_class="P", transformer_class="T"),
@@ -201,6 +213,8 @@ INVALID = [
     (_set("branches.cond.ratios", DELETE), "branches.cond.ratios"),
     (_set("defaults.threshold", -0.1), "defaults.threshold"),
     (_set("defaults.retention_ratio", 1.0), "defaults.retention_ratio"),
+    (_set("defaults.forecast", 1.5), "defaults.forecast"),
+    (_set("defaults.forecast", -0.25), "defaults.forecast"),
     (_set("defaults.tuned", [1, 2]), "defaults.tuned"),
     (_set("schema_version", 2), "schema_version"),
     (_set("schema_version", "1"), "schema_version"),

@@ -118,6 +118,7 @@ def test_run_compare_reports_speedup_quality_baseline_and_writes_side_by_side(ti
     assert fewer["steps"] == fewer["passes_per_run"] == cached["passes_per_run"]
     assert 0 < cached["psnr"] <= 100 and 0 < cached["ssim"] <= 1
     assert data["closer_to_uncached"] in ("cached", "fewer_steps", "tie")
+    assert data["reuse"] is None  # no forecast: nothing else to compare on the same schedule
     assert (data["lpips_note"] is None) == (cached["lpips"] is not None)
     assert out.is_file() and (tmp_path / "out" / "cat-compare.png").is_file()
     assert data["side_by_side"] == [str(tmp_path / "out" / "cat-compare.png")]
@@ -129,13 +130,31 @@ def test_run_compare_reports_speedup_quality_baseline_and_writes_side_by_side(ti
     assert ("Caching wins" in r.output) or ("Fewer steps win" in r.output) or ("A tie" in r.output)
 
 
+def test_run_compare_with_a_forecast_also_reports_reuse_on_the_same_schedule(tiny_profile, tmp_path):
+    r = runner.invoke(app, ["run", "--profile", str(tiny_profile), "--compare", "-p", "a cat", "-s", "0",
+                            "--threshold", "0.2", "--max-skip-steps", "2", "--forecast", "0.5",
+                            "--output", str(tmp_path / "cat.png"), "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["settings"]["forecast"] == 0.5
+    cached, reuse = data["cached"], data["reuse"]
+    assert reuse["passes_per_run"] == cached["passes_per_run"] < STEPS  # same schedule, other outputs
+    assert reuse["psnr"] != cached["psnr"]
+    r = runner.invoke(app, ["run", "--profile", str(tiny_profile), "--compare", "-p", "a cat", "--threshold", "0.2",
+                            "--max-skip-steps", "2", "--forecast", "0.5", "--output", str(tmp_path / "cat.png")])
+    assert r.exit_code == 0 and "cached A=0.5" in r.output and "cached A=0 " in r.output, r.output
+    r = runner.invoke(app, ["run", "--profile", str(tiny_profile), "--forecast", "1.5", "-p", "a cat",
+                            "--output", str(tmp_path / "x.png")])
+    assert r.exit_code == 1 and "forecast must be in [0, 1]" in r.output
+
+
 def test_run_compare_rejects_no_cache(tiny_profile, tmp_path):
     r = runner.invoke(app, ["run", "--profile", str(tiny_profile), "--compare", "--no-cache",
                             "--output", str(tmp_path / "x.png")])
     assert r.exit_code == 1 and "exclude each other" in r.output
 
 
-GRID = ["--thresholds", "0.05,0.2,0.6", "--max-skips", "2,3", "--retentions", "0.25"]
+GRID = ["--thresholds", "0.05,0.2,0.6", "--max-skips", "2,3", "--retentions", "0.25", "--forecasts", "0,0.5"]
 
 
 def test_tune_writes_defaults_that_meet_the_target_when_remeasured(tiny_profile, tmp_path):
@@ -147,7 +166,7 @@ def test_tune_writes_defaults_that_meet_the_target_when_remeasured(tiny_profile,
     assert tiny_profile.read_bytes() == before  # --out writes elsewhere
     data = json.loads(r.stdout)
     assert data["written"] == str(dest)
-    assert data["settings_swept"] == 6
+    assert data["settings_swept"] == 12  # 3 thresholds x 2 K x 1 R x 2 forecasts
     chosen = data["chosen"]
     assert chosen["passes_per_run"] < STEPS and chosen["psnr"] >= 30
     # fewest passes among the points that meet the target (and skip something)
@@ -155,8 +174,9 @@ def test_tune_writes_defaults_that_meet_the_target_when_remeasured(tiny_profile,
     assert chosen["passes_per_run"] == min(p["passes_per_run"] for p in ok)
 
     written = yaml.safe_load(dest.read_text())["defaults"]
-    assert (written["threshold"], written["max_skip_steps"], written["retention_ratio"]) == (
-        chosen["threshold"], chosen["max_skip_steps"], chosen["retention_ratio"])
+    assert (written["threshold"], written["max_skip_steps"], written["retention_ratio"],
+            written.get("forecast", 0.0)) == (chosen["threshold"], chosen["max_skip_steps"],
+                                              chosen["retention_ratio"], chosen["forecast"])
     tuned = written["tuned"]
     assert tuned["target"] == {"min_psnr": 30.0}
     assert tuned["measured"]["psnr"] >= 30

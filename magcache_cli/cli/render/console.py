@@ -124,7 +124,7 @@ def render_run(result, paths: list[str], no_cache: bool) -> None:
     if result.settings is not None:
         s = result.settings
         c.print(f"[bold]Settings[/]: threshold {s.threshold}, max skips {s.max_skip_steps}, "
-                f"retention {s.retention_ratio}, branch policy {result.policy}")
+                f"retention {s.retention_ratio}, forecast {s.forecast:g}, branch policy {result.policy}")
     if result.schedule:
         c.print(_schedule_table(f"Schedule, {result.steps} steps", result.steps,
                                 _flags_of(result.schedule, result.steps)))

@@ -31,7 +31,8 @@ def render_profile(profile, path: str | None = None) -> None:
          + (f", {cal.num_frames} frames" if cal.num_frames else "")),
         ("runs", f"{len(cal.prompts)} prompt(s) × {len(cal.seeds)} seed(s)"),
         ("measured on", ", ".join(x for x in (cal.device, cal.dtype, cal.created) if x) or "—"),
-        ("defaults", f"threshold {d.threshold}, max skips {d.max_skip_steps}, retention {d.retention_ratio}"),
+        ("defaults", f"threshold {d.threshold}, max skips {d.max_skip_steps}, retention {d.retention_ratio}, "
+                     f"forecast {d.forecast:g}"),
     ]
     if profile.source:
         rows.append(("source", profile.source))

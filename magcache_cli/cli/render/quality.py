@@ -65,7 +65,7 @@ def render_compare(cmp, paths: list[str], sheets: list[str]) -> None:
     ref, m, b = cmp.reference, cmp.cached, cmp.baseline
     s = cmp.settings
     c.print(f"[bold]Settings[/]: threshold {s.threshold}, max skips {s.max_skip_steps}, retention {s.retention_ratio}, "
-            f"branch policy {cmp.policy}")
+            f"forecast {s.forecast:g}, branch policy {cmp.policy}")
     if m.schedule:
         c.print(_schedule_table(f"Schedule, {ref.steps} steps", ref.steps,
                                 _flags_of(m.schedule, ref.steps)))
@@ -76,7 +76,8 @@ def render_compare(cmp, paths: list[str], sheets: list[str]) -> None:
     for col in cols:
         t.add_column(col, justify="left" if col == "run" else "right")
     t.add_row("uncached", str(ref.steps), _passes(ref.passes), f"{ref.wall_s:.3f} s", "—", "—", "—", *(["—"] if lp else []))
-    for name, x in (("cached", m), ("fewer steps", b)):
+    runs = [("cached", m)] if cmp.reuse is None else [(f"cached A={s.forecast:g}", m), ("cached A=0", cmp.reuse)]
+    for name, x in (*runs, ("fewer steps", b)):  # A=0: the same schedule with plain reuse
         q = x.quality
         t.add_row(name, str(x.steps), _passes(x.passes), f"{x.wall_s:.3f} s", _db(q.psnr), _db(q.psnr_min),
                   _num(q.ssim), *([_num(q.lpips)] if lp else []))
@@ -98,7 +99,7 @@ def tune_table(result, rows) -> Table:
                     f"quality is the mean vs uncached; ★ chosen, ✓ meets {result.target.describe()}; the last two "
                     f"columns: uncached at the steps that cost the same passes")
     t = Table()
-    cols = ["", "E", "K", "R", "passes", "×pass", "×wall", "PSNR", "SSIM"] + (["LPIPS"] if lp else [])
+    cols = ["", "E", "K", "R", "A", "passes", "×pass", "×wall", "PSNR", "SSIM"] + (["LPIPS"] if lp else [])
     cols += ["steps", "PSNR "]
     for col in cols:
         t.add_column(col, justify="right")
@@ -109,8 +110,8 @@ def tune_table(result, rows) -> Table:
         mark = "★" if p is result.chosen else "✓" if q.meets(**result.target.given()) else ""
         k = min(ref.steps, equal_pass_steps(p.measured.passes, ref.per_step))
         base = result.baselines.get(k)
-        cells = [mark, f"{s.threshold:g}", str(s.max_skip_steps), f"{s.retention_ratio:g}", _passes(p.measured.passes),
-                 f"{p.speedup_passes:.2f}", f"{p.speedup_wall:.2f}", _db(q.psnr), _num(q.ssim)]
+        cells = [mark, f"{s.threshold:g}", str(s.max_skip_steps), f"{s.retention_ratio:g}", f"{s.forecast:g}",
+                 _passes(p.measured.passes), f"{p.speedup_passes:.2f}", f"{p.speedup_wall:.2f}", _db(q.psnr), _num(q.ssim)]
         cells += [_num(q.lpips)] if lp else []
         cells += [str(k), _db(base.quality.psnr)] if base else ["", ""]
         t.add_row(*cells)
@@ -124,7 +125,7 @@ def render_tune(result, show_all: bool, written: str | None) -> None:
     rows = [p for p in distinct(result.points) if show_all or p.pareto or p is result.chosen]
     n_distinct = len(distinct(result.points))
     c.print(tune_table(result, rows))
-    c.print(f"[dim]{len(result.points)} settings, {n_distinct} distinct schedules, {result.runs} pipeline runs"
+    c.print(f"[dim]{len(result.points)} settings, {n_distinct} distinct (schedule, forecast) pairs, {result.runs} pipeline runs"
             + ("" if show_all else "; Pareto front shown (--all for every schedule)") + "[/]")
     if result.reference.lpips_note:
         c.print(f"[dim]{result.reference.lpips_note}[/]")
@@ -134,8 +135,8 @@ def render_tune(result, show_all: bool, written: str | None) -> None:
     if ch is None:
         return
     s, q = ch.settings, ch.measured.quality
-    c.print(f"[bold]Chosen[/]: threshold {s.threshold:g}, max skips {s.max_skip_steps}, retention {s.retention_ratio:g} — "
-            f"{_passes(ch.measured.passes)} of {_passes(result.reference.passes)} passes per run "
+    c.print(f"[bold]Chosen[/]: threshold {s.threshold:g}, max skips {s.max_skip_steps}, retention {s.retention_ratio:g}, "
+            f"forecast {s.forecast:g} — {_passes(ch.measured.passes)} of {_passes(result.reference.passes)} passes per run "
             f"({ch.speedup_passes:.2f}× fewer" + ("" if result.wall_note else f", {ch.speedup_wall:.2f}× wall")
             + f"), PSNR {_dbu(q.psnr)} (worst {_dbu(q.psnr_min)}), "
             f"SSIM {_num(q.ssim)}")
