@@ -9,9 +9,14 @@ baseline, and per-branch vs shared curve / joint vs independent policy at equal 
 What it does, in order (one model load; every number is measured, nothing is fitted):
 
 1. `magcache calibrate` on the demo model with its defaults (the CLI, in a subprocess), batched guidance.
-2. `magcache tune --min-psnr 35` on the ten digit prompts × the tune seeds (the CLI, default grid).
+2. `magcache tune --min-psnr 35` on the ten digit prompts × the tune seeds (the CLI, default grid, which
+   includes the residual forecast A ∈ {0, 0.25, 0.5, 0.75}; `--study-grid` sweeps a smaller E × K grid).
 3. Held-out check on other seeds: uncached, cached with the tuned defaults, and uncached at the step count
-   with the same transformer passes: passes, PSNR/SSIM vs uncached, and digit-classifier adherence.
+   with the same transformer passes: passes, PSNR/SSIM vs uncached, and digit-classifier adherence. Then three
+   budgets from tune's Pareto front (the chosen point, and the best points within 2.5× and 1.75× fewer passes),
+   each measured on the held-out runs with its forecast, with plain reuse on the same schedule, and as fewer
+   steps at the same passes. (Forecast rows per budget, batched and sequential guidance, calibrated A:
+   benchmarks/forecast_study.py.)
 4. Branch study. The demo model is SD3, whose pipeline batches guidance (one call on cat([uncond, cond])),
    where only the joint policy exists. So the study also runs the same trained weights through
    `SequentialGuidanceSD3`, a subclass of the diffusers pipeline whose denoising loop makes two transformer
@@ -159,6 +164,9 @@ def main() -> int:
     ap.add_argument("--eval-seeds", type=int, nargs="+", default=list(range(100, 110)))
     ap.add_argument("--study-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--skip-study", action="store_true")
+    ap.add_argument("--study-grid", action="store_true",
+                    help="tune over E 0.06,0.12,0.24,0.32,0.48 × K 2,3,4,6,8 × R 0.1 (× the default A values) instead of "
+                         "the default grid (fewer runs, for a shared CPU)")
     ap.add_argument("--label", default=None, help="how the model is named in the report")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--check", action="store_true", help="exit 1 unless the issue's quality targets hold")
@@ -217,6 +225,8 @@ def main() -> int:
     tune_args += [x for s in args.tune_seeds for x in ("-s", str(s))]
     if args.quick:
         tune_args += ["--thresholds", "0.06,0.12,0.24,0.48", "--max-skips", "2,4,6", "--retentions", "0.1"]
+    elif args.study_grid:
+        tune_args += ["--thresholds", "0.06,0.12,0.24,0.32,0.48", "--max-skips", "2,3,4,6,8", "--retentions", "0.1"]
     t0 = time.perf_counter()
     tuned = cli(*tune_args)
     report["tune"] = tuned
@@ -232,7 +242,9 @@ def main() -> int:
         ok = False
     else:
         prof = load_profile(tuned_path)
-        report["heldout"], lines, ok = _heldout(pipe, prof, prompts, args.eval_seeds, kwargs, digit_of)
+        report["heldout"], lines, ok, ref = _heldout(pipe, prof, prompts, args.eval_seeds, kwargs, digit_of)
+        md += lines
+        report["heldout_budgets"], lines = _budgets(pipe, prof, tuned, prompts, args.eval_seeds, kwargs, ref)
         md += lines
 
     # 4: branch study on the sequential-guidance twin
@@ -241,6 +253,10 @@ def main() -> int:
         seq.set_progress_bar_config(disable=True)
         report["study"], lines = _study(pipe, seq, prompts, args.study_seeds, kwargs, args.quick)
         md += lines
+    elif (out / "quality_study.json").exists():  # keep the last measured branch study, marked as such
+        old = json.loads((out / "quality_study.json").read_text()).get("study")
+        if old:
+            report["study"] = {**old, "carried_over": "not re-measured in this run (--skip-study)"}
     report["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     md += ["", f"Total runtime: {report['elapsed_s']:.0f} s."]
     (out / "quality_study.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
@@ -280,22 +296,23 @@ def _tune_tables(tuned: dict, steps: int, runs: int) -> list[str]:
              f"{tuned['settings_swept']} settings, {len(tuned['points'])} distinct schedules, {runs} runs per "
              f"schedule, {tuned['pipeline_runs']} pipeline runs in all. Quality: mean over runs vs uncached; the "
              "last columns are the uncached pipeline at the step count with the same transformer passes.", "",
-             row(["E", "K", "R", "passes", "× fewer", "× wall", "PSNR dB", "worst", "SSIM", "Pareto",
+             row(["E", "K", "R", "A", "passes", "× fewer", "× wall", "PSNR dB", "worst", "SSIM", "Pareto",
                   "fewer steps", "its PSNR", "closer"]),
-             row(["---"] * 13)]
+             row(["---"] * 14)]
     for p in tuned["points"]:
         fs = p["fewer_steps"]
         closer = "" if fs is None else quality.closer(_Q(p["psnr"]), _Q(fs["psnr"]))
-        mark = " ★" if ch and (p["threshold"], p["max_skip_steps"], p["retention_ratio"]) == (
-            ch["threshold"], ch["max_skip_steps"], ch["retention_ratio"]) else ""
+        mark = " ★" if ch and _key(p) == _key(ch) else ""
         lines.append(row([f"{p['threshold']:g}{mark}", p["max_skip_steps"], f"{p['retention_ratio']:g}",
+                          f"{p['forecast']:g}",
                           f"{p['passes_per_run']:g}/{steps}", f"{p['speedup_passes']:.2f}",
                           f"{p['speedup_wall']:.2f}", f2(p["psnr"]), f2(p["psnr_min"]), f"{p['ssim']:.4f}",
                           "yes" if p["pareto"] else "", "" if fs is None else fs["steps"],
                           "" if fs is None else f2(fs["psnr"]), closer]))
     if ch:
         lines += ["", f"Chosen (★, written to the profile's defaults): threshold {ch['threshold']:g}, K "
-                      f"{ch['max_skip_steps']}, R {ch['retention_ratio']:g}: {ch['passes_per_run']:g}/{steps} passes "
+                      f"{ch['max_skip_steps']}, R {ch['retention_ratio']:g}, A {ch['forecast']:g}: "
+                      f"{ch['passes_per_run']:g}/{steps} passes "
                       f"({ch['speedup_passes']:.2f}× fewer), PSNR {ch['psnr']:.2f} dB on the tune prompts."]
     return lines + [""]
 
@@ -303,6 +320,46 @@ def _tune_tables(tuned: dict, steps: int, runs: int) -> list[str]:
 class _Q:
     def __init__(self, psnr):
         self.psnr = psnr
+
+
+def _key(point: dict) -> tuple:
+    return point["threshold"], point["max_skip_steps"], point["retention_ratio"], point["forecast"]
+
+
+def _budgets(pipe, prof, tuned, prompts, seeds, kwargs, ref):
+    """The chosen point and the best Pareto points within 2.5× and 1.75× fewer passes, re-measured on the
+    held-out runs: with their forecast, with plain reuse on the same schedule, and as fewer steps at equal passes."""
+    from magcache_cli.core.rule import SkipSettings
+
+    steps = kwargs["num_inference_steps"]
+    front = [p for p in tuned["points"] if p["pareto"]]
+    picked = [tuned["chosen"]]
+    for factor in (2.5, 1.75):
+        fit = [p for p in front if p["passes_per_run"] <= steps / factor and p["passes_per_run"] > picked[-1]["passes_per_run"]]
+        if fit:
+            picked.append(max(fit, key=lambda p: p["psnr"]))
+    data, lines = [], ["### Forecast vs reuse vs fewer steps at three budgets (held-out runs)", "",
+                       f"Points of tune's Pareto front re-measured on the {len(prompts) * len(seeds)} held-out runs; "
+                       "reuse is the same schedule with A = 0; fewer steps costs the same passes.", "",
+                       row(["setting (E, K, R, A)", "passes", "× fewer", "forecast PSNR", "reuse PSNR",
+                            "fewer steps", "its PSNR", "closer"]), row(["---"] * 8)]
+    for p in picked:
+        s = SkipSettings(p["threshold"], p["max_skip_steps"], p["retention_ratio"], p["forecast"])
+        fc, _ = quality.cached(pipe, prof, ref, prompts, seeds, kwargs, s)
+        ru = fc if s.forecast == 0 else quality.cached(pipe, prof, ref, prompts, seeds, kwargs,
+                                                      SkipSettings(s.threshold, s.max_skip_steps, s.retention_ratio))[0]
+        k = min(ref.steps, equal_pass_steps(fc.passes, ref.per_step))
+        fs, _ = quality.fewer_steps(pipe, ref, prompts, seeds, kwargs, k)
+        winner = quality.closer(fc.quality, fs.quality)
+        data.append({"settings": {"threshold": s.threshold, "max_skip_steps": s.max_skip_steps,
+                                  "retention_ratio": s.retention_ratio, "forecast": s.forecast},
+                     "passes": fc.passes, "speedup_passes": ref.passes / fc.passes, "forecast": fc.quality.to_json(),
+                     "reuse": ru.quality.to_json(), "fewer_steps": {"steps": k, **fs.quality.to_json()},
+                     "closer": winner})
+        lines.append(row([f"{s.threshold:g}, {s.max_skip_steps}, {s.retention_ratio:g}, {s.forecast:g}",
+                          f"{fc.passes:g}/{steps}", f"{ref.passes / fc.passes:.2f}", f2(fc.quality.psnr),
+                          f2(ru.quality.psnr), k, f2(fs.quality.psnr), winner]))
+    return data, lines + [""]
 
 
 def _heldout(pipe, prof, prompts, seeds, kwargs, digit_of):
@@ -321,13 +378,14 @@ def _heldout(pipe, prof, prompts, seeds, kwargs, digit_of):
     ok = (speed >= TARGET_SPEEDUP and cached.quality.psnr >= TARGET_PSNR
           and (adh["cached"] is None or abs(adh["cached"] - adh["uncached"]) <= TARGET_ADHERENCE_POINTS))
     data = {"settings": {"threshold": s.threshold, "max_skip_steps": s.max_skip_steps,
-                         "retention_ratio": s.retention_ratio},
+                         "retention_ratio": s.retention_ratio, "forecast": s.forecast},
             "runs": len(pairs), "seeds": seeds, "uncached_passes": ref.passes, "cached_passes": cached.passes,
             "speedup_passes": speed, "speedup_wall": ref.wall_s / cached.wall_s, "cached": cached.quality.to_json(),
             "fewer_steps": {"steps": k, **fewer.quality.to_json()}, "adherence_pct": adh, "targets_met": ok}
     a = lambda v: "—" if v is None else f"{v:.0f} %"  # noqa: E731
     lines = ["### Held-out check of the tuned defaults", "",
-             f"Defaults written by tune: threshold {s.threshold:g}, K {s.max_skip_steps}, R {s.retention_ratio:g}. "
+             f"Defaults written by tune: threshold {s.threshold:g}, K {s.max_skip_steps}, R {s.retention_ratio:g}, "
+             f"forecast A {s.forecast:g}. "
              f"{len(pairs)} runs: {len(prompts)} prompts × seeds {seeds[0]}–{seeds[-1]} (not used to tune).", "",
              row(["run", "steps", "passes/run", "wall/run", "PSNR dB (mean)", "worst", "SSIM", "adherence"]),
              row(["---"] * 8),
@@ -341,7 +399,7 @@ def _heldout(pipe, prof, prompts, seeds, kwargs, digit_of):
              f"{TARGET_ADHERENCE_POINTS:g} point of uncached): {'**met**' if ok else '**NOT met**'} "
              f"({speed:.2f}×, {cached.quality.psnr:.2f} dB"
              + ("" if adh["cached"] is None else f", {adh['cached'] - adh['uncached']:+.0f} points") + ").", ""]
-    return data, lines, ok
+    return data, lines, ok, ref
 
 
 def _study(batched, seq, prompts, seeds, kwargs, quick: bool):
