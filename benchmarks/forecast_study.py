@@ -92,7 +92,7 @@ def rows_at_budgets(pipe, prof, prompts, seeds, kwargs) -> dict:
     steps = kwargs["num_inference_steps"]
     cal, mode = prof.calibration, prof.calibration.guidance_mode
     defaults = settings_from(prof)
-    flags = next(iter(predict(prof, steps, defaults)["flags"].values()))  # joint: every branch alike
+    flags = next(iter(predict(prof, steps, defaults).flags.values()))  # joint: every branch alike
     fit = forecast_fit(uncached_residuals(pipe, cal.prompts, cal.seeds, kwargs, mode), flags)
     a_fit = round(sum(fit.values()) / len(fit), 3)
     ref = quality.reference(pipe, prof, prompts, seeds, kwargs)
