@@ -190,6 +190,9 @@ def export_diffusers(p: Profile, name: str, branch: str | None = None, steps: in
     origin = p.source or "measured with `magcache calibrate`"
     head = [f"MagCache for {m.id} ({m.pipeline_class}), from the magcache profile {name}.", f"Source: {origin}",
             f"Curve of {p.calibration.steps} steps; MagCacheConfig resamples it to num_inference_steps."]
+    if d.forecast:
+        head.append(f"The profile's defaults set forecast {d.forecast:g}; diffusers' hook has no forecast and reuses "
+                    "the last residual, so its outputs differ from `magcache run` with this profile.")
     body = []
     others = [x for x in labels if x != chosen]
     if others:
@@ -222,4 +225,4 @@ def export_json(p: Profile, name: str) -> dict[str, Any]:
             "guidance_mode": p.calibration.guidance_mode,
             "branches": {label: list(b.ratios) for label, b in p.branches.items()},
             "threshold": d.threshold, "max_skip_steps": d.max_skip_steps, "retention_ratio": d.retention_ratio,
-            "source": p.source}
+            "forecast": d.forecast, "source": p.source}

@@ -291,6 +291,19 @@ def test_export_identical_branches_and_json():
     assert r.exit_code == 1 and "diffusers, json" in r.output
 
 
+def test_export_says_diffusers_has_no_forecast():
+    import dataclasses
+
+    from magcache_cli.api import load_profile
+    from magcache_cli.profile.convert import export_diffusers, export_json
+
+    p = load_profile("flux1-dev")
+    assert "forecast" not in export_diffusers(p, "flux1-dev") and export_json(p, "flux1-dev")["forecast"] == 0.0
+    p = dataclasses.replace(p, defaults=dataclasses.replace(p.defaults, forecast=0.5))
+    assert "forecast 0.5; diffusers' hook has no forecast" in export_diffusers(p, "x")
+    assert export_json(p, "x")["forecast"] == 0.5
+
+
 # --------------------------------------------------------------------------------------------------- plot
 
 

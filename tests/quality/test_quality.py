@@ -271,3 +271,14 @@ def test_demo_model_tuned_defaults_meet_the_issue_targets():
     a_ref = digits.adherence(np.stack(ref.arrays), labels)
     a_cached = digits.adherence(np.stack(quality._arrays(res)), labels)
     assert abs(a_cached - a_ref) * 100 <= 1.0
+
+
+def test_a_forecast_applies_only_to_a_skip_after_two_computed_steps():
+    """tune measures a schedule once for every A only where A can change an output."""
+    from magcache_cli.quality.tune import Grid, forecast_applies
+
+    assert not forecast_applies({"cond": [True, False, False, True]})  # one computed residual: reuse
+    assert forecast_applies({"cond": [True, True, False]})
+    assert forecast_applies({"cond": [True, False, True, False], "uncond": [True] * 4})
+    grid = Grid(thresholds=(0.1,), max_skip_steps=(2,), retention_ratios=(0.2,), forecasts=(0.0, 0.5))
+    assert [s.forecast for s in grid.settings()] == [0.0, 0.5]
