@@ -71,6 +71,13 @@ def seeds(name: str, values: Any) -> None:
             raise UsageError(f"--seed {s} is out of range", hint="seeds are whole numbers from 0 to 18446744073709551615")
 
 
+def unit(name: str, v: Any) -> None:
+    """A number in [0, 1] (the forecast A)."""
+    finite(0.0, example=0.5)(name, v)
+    if v > 1:
+        raise UsageError(f"{flag(name)} must be in [0, 1], got {v:g}", hint=f"e.g. {flag(name)} 0.5 (0 = reuse)")
+
+
 def repeats(name: str, v: Any) -> None:
     at_least(1, 3)(name, v)
 
@@ -85,6 +92,7 @@ CHECKS: dict[str, Check] = {
     "guidance_scale": finite(example=5.0),
     "threshold": finite(0.0, example=0.06),
     "retention_ratio": finite(0.0, 1.0, example=0.2),
+    "forecast": unit,
     "min_psnr": finite(example=35),
     "min_ssim": finite(example=0.98),
     "max_lpips": finite(0.0, example=0.05),
