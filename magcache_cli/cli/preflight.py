@@ -205,13 +205,12 @@ def output_file(path: Path | str, option: str, *, default_name: str, overwrite: 
                 force_flag: str = "--force") -> Path:
     """Where an output will really be written, checked now.
 
-    An existing directory (or a path ending in `/`) means `default_name` inside it. The nearest existing
+    An existing directory means `default_name` inside it. The nearest existing
     ancestor must be a directory in which a file can be created (the missing folders are created when
     writing). `overwrite=False` refuses an existing file (`force_flag` allows it); None lets it be replaced.
     """
-    text = os.fspath(path)
-    path = Path(text).expanduser()
-    if path.is_dir() or text.endswith(("/", os.sep)):
+    path = Path(path).expanduser()
+    if path.is_dir():
         path = path / default_name
         if path.is_dir():
             raise UsageError(f"{option} {path} is a directory", hint=f"pass a file name with {option}")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from magcache_cli.types import BranchPolicy, GuidanceMode
+
+if TYPE_CHECKING:  # torch is imported where a tensor is used: `magcache --help` and `profile validate` stay fast
+    import torch
 
 
 def retention_steps(retention_ratio: float, steps: int) -> int:
@@ -148,6 +150,8 @@ def residual_stats(
     selected batch rows (`rows`, e.g. one branch's slice of a batched CFG call; default all rows).
     A zero-norm token in `prev` gives a non-finite ratio, returned as is.
     """
+    import torch
+
     if prev.shape != cur.shape:
         raise ValueError(f"residual shapes differ: {tuple(prev.shape)} vs {tuple(cur.shape)}")
     if prev.ndim < 2:

@@ -150,3 +150,18 @@ def test_debug_env_switch(monkeypatch, tmp_path):
     monkeypatch.setenv("MAGCACHE_DEBUG", "0")
     r = CliRunner().invoke(app, ["schedule", "--profile", os.fspath(tmp_path / "none.yaml")])
     assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+def test_profile_validate_does_not_import_torch(tmp_path):
+    """`profile validate` (and --help, --version) answer in a fraction of a second: no torch import on the way."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys; from typer.testing import CliRunner; from magcache_cli.cli.app import app; "
+            f"r = CliRunner().invoke(app, ['profile', 'validate', {str(root / 'profiles' / 'flux1-dev.yaml')!r}]); "
+            "print(r.exit_code, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.stdout.split() == ["0", "False"], r.stdout + r.stderr

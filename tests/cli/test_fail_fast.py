@@ -347,3 +347,23 @@ def test_unreadable_profile_is_one_line(tmp_path):
     r = invoke("profile", "validate", p)
     one_error_line(r)
     assert "p.yaml" in r.output and "UTF-8" in r.output or "utf-8" in r.output
+
+
+def test_output_that_cannot_be_written_goes_to_a_recovery_file(sd3, tmp_path, monkeypatch):
+    from magcache_cli.runner import outputs
+
+    _, prof = sd3
+    target = tmp_path / "o.png"
+    real = outputs.save
+
+    def full_at_target(out, path, fps=8):
+        if Path(path) == target:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(out, path, fps)
+
+    monkeypatch.setattr(outputs, "save", full_at_target)
+    line = one_error_line(invoke("run", "--profile", prof, "-p", "a", "-o", target))
+    (recovered,) = tmp_path.glob("o.recovered-*.png")
+    assert "1 of 1 outputs could not be written where asked (No space left on device)" in line
+    assert str(recovered) in line and not target.exists()
+
