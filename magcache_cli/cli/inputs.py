@@ -86,8 +86,8 @@ def gather(*, image: list[Path] | None, mask_image: Path | None, control_image: 
            component: list[str] | None,
            model: str | None, revision: str | None, profile=None, profile_path: str | None = None) -> CallInputs:
     """Resolve and check every input flag; read the files. With a `profile` (run, tune), the pipeline class
-    and components default to the profile's (unless another --model is given), and files it recorded are
-    read back for the arguments no flag gives."""
+    and components default to the profile's, and files it recorded are read back for the arguments no flag
+    gives."""
     from magcache_cli.runner.classes import parse_components, weights_class
 
     if strength is not None and not 0 < strength <= 1:
@@ -101,7 +101,7 @@ def gather(*, image: list[Path] | None, mask_image: Path | None, control_image: 
     except LoadError as e:
         raise UsageError(e.message.replace("component", "--component", 1), hint=e.hint) from None
     out = CallInputs(pipeline=pipeline, components=components)
-    if profile is not None and model is None:
+    if profile is not None:  # the profile's class and components, unless --pipeline / --component say otherwise
         out.pipeline = out.pipeline or profile.model.pipeline_class
         out.components = out.components or dict(profile.model.components)
     import diffusers

@@ -129,3 +129,35 @@ def test_controlnet_component_is_recorded_and_reused(tiny_pipeline_dir, files, t
     r = invoke("run", "--profile", out, "--threshold", 1.0, "--output", tmp_path / "c.png", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["branches"]["main"]["skipped"]
+
+
+def test_a_text_to_video_profile_drives_video_to_video_from_a_gif(tiny_pipeline_dir, tmp_path, reference_skips):
+    frames = [Image.new("RGB", (64, 64), (i * 30, 50, 90)) for i in range(5)]
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:])
+    out = tmp_path / "wan.yaml"
+    r = invoke("calibrate", "--model", tiny_pipeline_dir("wan"), "-p", "a cat", "--steps", 8, "--height", 64,
+               "--width", 64, "--num-frames", 5, "--guidance-scale", 5.0, "--negative-prompt", "blurry",
+               "--set", "max_sequence_length=16", "--out", out)
+    assert r.exit_code == 0, r.output
+    r = invoke("run", "--profile", out, "--pipeline", "WanVideoToVideoPipeline", "--video", tmp_path / "clip.gif",
+               "--strength", 0.5, "--threshold", 1.0, "--output", tmp_path / "v2v.gif", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert "calibration: num_frames dropped (this pipeline does not take it)" in data["notes"]
+    begin = 8 - min(int(8 * 0.5), 8)  # WanVideoToVideoPipeline.get_timesteps
+    assert data["window"] == [begin, 8]
+    curves = {label: b["ratios"] for label, b in yaml.safe_load(out.read_text())["branches"].items()}
+    expected = reference_skips(curves, begin, 8, 1.0, 3, 0.2)
+    assert expected and data["branches"]["cond"]["skipped"] == expected == data["branches"]["uncond"]["skipped"]
+
+
+def test_the_shipped_kontext_profile_runs_with_an_image(tiny_pipeline_dir, files, tmp_path):
+    """flux1-kontext-dev names FluxKontextPipeline: run loads that class (here on the tiny Flux weights) and
+    takes --image; the published curve (28 steps) is resampled to 8."""
+    r = invoke("run", "--profile", "flux1-kontext-dev", "--model", tiny_pipeline_dir("flux"), "-p", "make it red",
+               "--image", files["image"], *FLUX, "--set", "max_area=1024", "--set", "_auto_resize=false",
+               "--output", tmp_path / "edit.png", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["window"] == [0, 8] and data["branches"]["main"]["skipped"]
+    assert Image.open(tmp_path / "edit.png").size == (32, 32)
