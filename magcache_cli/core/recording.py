@@ -3,6 +3,8 @@ statistics of the stack's residual; and `branch_curves`, which turns the records
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from magcache_cli.core.branches import Assignment, assign_observed
@@ -18,14 +20,45 @@ Record = dict[str, dict[int, tuple[float, float, float]]]
 
 
 class RecordingHooks(StackHooks):
-    """Computes every step (outputs unchanged) and records residual statistics per branch in `records`."""
+    """Computes every step (outputs unchanged) and records residual statistics per branch in `records`.
+
+    Batched guidance is labelled by batch half, `[uncond | cond]` (`cat([negative, positive])`). Some pipelines
+    batch `[positive, negative]` (Z-Image, Lumina-Next): `cond_first` says so, read off the guidance itself
+    (`guidance_order`), and the profile's branches are then named and ordered `[cond | uncond]`."""
 
     def __init__(self, pipe, denoiser_name: str = "transformer", expected_batch: int | None = None,
                  prefix: str = "", calls: StepCalls | None = None, gated: bool = False):
         self.records: list[Record] = []
         self._prev: dict[str, torch.Tensor] = {}
         self._expected_batch = expected_batch
+        self._halves: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._votes: list[bool] = []
         super().__init__(pipe, denoiser_name, prefix, calls, gated)
+
+    @property
+    def cond_first(self) -> bool:
+        """Batched guidance put the conditional half first (a majority of the steps that could tell)."""
+        return 2 * sum(self._votes) > len(self._votes)
+
+    def _after_call(self, module, args, kwargs, output):
+        a = self.state.current
+        out = super()._after_call(module, args, kwargs, output)
+        self._halves = _output_halves(output) if a is not None and a.mode == "batched" else None
+        return out
+
+    def _wrap_step(self, original):
+        wrapped = super()._wrap_step(original)
+
+        @functools.wraps(original)  # pipelines read step()'s signature (eta, generator)
+        def step(*args, **kwargs):
+            halves, self._halves = self._halves, None
+            pred = args[0] if args else kwargs.get("model_output")
+            if halves is not None and torch.is_tensor(pred):
+                vote = guidance_order(halves[0], halves[1], pred)
+                if vote is not None:
+                    self._votes.append(vote == "cond_first")
+            return wrapped(*args, **kwargs)
+        return step
 
     def _reset_branches(self) -> None:
         self._prev = {}
@@ -62,6 +95,50 @@ class RecordingHooks(StackHooks):
                 stats = residual_stats(prev, r)
             record.setdefault(self.prefix + label, {})[self.state.step] = stats
             self._prev[label] = r
+
+
+def _output_halves(output) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The two batch halves of a denoiser's prediction (a tensor, a per-sample list, or either in a tuple /
+    output dataclass), or None."""
+    if isinstance(output, tuple) and output:  # return_dict=False: (sample, ...)
+        output = output[0]
+    if not torch.is_tensor(output) and not isinstance(output, list):
+        output = getattr(output, "sample", None)
+    if isinstance(output, list) and len(output) % 2 == 0 and all(torch.is_tensor(o) for o in output):
+        half = len(output) // 2
+        return torch.cat([o.flatten() for o in output[:half]]), torch.cat([o.flatten() for o in output[half:]])
+    if torch.is_tensor(output) and output.dim() >= 2 and output.shape[0] % 2 == 0:
+        first, second = output.chunk(2, dim=0)
+        return first, second
+    return None
+
+
+def guidance_order(first: torch.Tensor, second: torch.Tensor, pred: torch.Tensor) -> str | None:
+    """Which batch half is the conditional pass, from the guided prediction the scheduler steps with.
+
+    Guidance extrapolates from the unconditional prediction u past the conditional one c:
+    u + s (c - u) with s > 1. Along the line from `first` to `second`, `pred` then sits beyond `second` when
+    `second` is c (`"uncond_first"`), and before `first` when `first` is c (`"cond_first"`). Pipelines negate
+    the prediction (both signs are tried, the nearer to the line wins) or keep its first half of channels
+    (learned variance). None when the shapes do not fit or the position says nothing (inside the segment)."""
+    f, s, p = (t.detach().double().flatten() for t in (first, second, pred))
+    if p.numel() * 2 == f.numel() and first.dim() >= 2:  # learned variance: guidance on the first channels
+        c = first.shape[1] // 2
+        f, s = (t.detach().double()[:, :c].flatten() for t in (first, second))
+    if p.numel() != f.numel() or p.numel() == 0:
+        return None
+    d = s - f
+    dd = float(d @ d)
+    if dd == 0.0:
+        return None
+    best = None
+    for q in (p, -p):
+        t = float((q - f) @ d) / dd
+        off = float((q - f - t * d).norm())
+        if best is None or off < best[1]:
+            best = (t, off)
+    t = best[0]
+    return "cond_first" if t < 0 else "uncond_first" if t > 1 else None
 
 
 def branch_curves(records: list[Record], reports: list[CallReport]) -> dict[str, dict]:

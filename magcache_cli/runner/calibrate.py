@@ -127,6 +127,8 @@ def _branches(used: list[RecordingHooks]) -> tuple[dict[str, BranchCurves], list
         if k == 0:
             guidance_mode = mode
         order = [x for x in ("uncond", "cond") if x in local] if mode == "batched" else local
+        if mode == "batched" and members[0][0].cond_first and set(order) == {"uncond", "cond"}:
+            renames = {"uncond": "cond", "cond": "uncond"}  # the halves were named by position: [cond | uncond]
         for label in order:
             branches[prefix + renames[label]] = BranchCurves(**curves[label])
         stack_paths += [denoiser_prefix(used.index(h), h.denoiser_name) + p for h, _ in members for p in h.spec.paths]

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from magcache_cli.core.recording import guidance_order
 from magcache_cli.core.rule import SkipSettings
 from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.runner.run import run
@@ -68,7 +69,6 @@ REFS = {
     # blocks return (hidden_states, encoder_hidden_states); one call per guider pass, cond first
     "motif-video": Ref(DUAL, "sequential", 0),
 }
-COND_FIRST = "batched guidance with the conditional half first is labelled by position, [uncond | cond]"
 
 
 def call_kwargs(family):
@@ -219,10 +219,7 @@ def test_ratios_match_plain_hooks(family_state, family):
         assert max(abs(x - y) for x, y in zip(a, b)) > 1e-4
 
 
-@pytest.mark.parametrize("family", [
-    pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=COND_FIRST)) if REFS[f].cond_first else f
-    for f in REFS
-])
+@pytest.mark.parametrize("family", list(REFS))
 def test_labels_follow_the_contract(family_state, family):
     """`cond` is the pass that sees the prompt, whatever the layout (cond-first batches included)."""
     ref, s = REFS[family], family_state(family)
@@ -268,3 +265,17 @@ def test_builds_are_deterministic(tmp_path, family):
     b = files(build_tiny_pipeline(family, tmp_path / "b", seed=0))
     assert "transformer/diffusion_pytorch_model.safetensors" in a
     assert a == b
+
+
+def test_guidance_order_from_the_guided_prediction():
+    """u = (0, 1), c = (1, 1), scale 4: u + 4 (c - u) = (4, 1) lies past c seen from u."""
+    u, c = torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 1.0]])
+    guided = u + 4 * (c - u)
+    assert guidance_order(u, c, guided) == "uncond_first"  # cat([negative, positive])
+    assert guidance_order(c, u, guided) == "cond_first"  # [positive, negative] (Z-Image, Lumina-Next)
+    assert guidance_order(c, u, -guided) == "cond_first"  # the pipeline negates the prediction (Z-Image)
+    assert guidance_order(u, c, torch.tensor([[0.5, 0.0]])) is None  # between the two: says nothing
+    assert guidance_order(u, c, torch.zeros(3)) is None  # shapes that do not fit
+    # learned variance: 2 channels out, guidance on the first; the scheduler gets that channel only
+    u2, c2 = torch.tensor([[[0.0], [7.0]]]), torch.tensor([[[1.0], [9.0]]])
+    assert guidance_order(c2, u2, (u2 + 4 * (c2 - u2))[:, :1]) == "cond_first"

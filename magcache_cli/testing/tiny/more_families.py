@@ -7,7 +7,8 @@ Guidance layouts here (read in the diffusers 0.42.1 sources, checked by tests/co
 * one call per branch, cond first, in ``cache_context("cond")`` / ``("uncond")``: flux2-klein, ovis-image,
   skyreels-v2, helios; without cache_context: krea2.
 * one call on ``cat([negative, positive])``: bria, bria-fibo, pixart-alpha, hunyuandit, cogview3plus, prx, sana-video,
-  anyflow, easyanimate. On ``[positive, negative]`` (the conditional half FIRST): zimage, lumina-next.
+  anyflow, easyanimate. On ``[positive, negative]`` (the conditional half FIRST, profiles list ``cond``
+  first): zimage, lumina-next.
 * one call per step (guidance-distilled, the scale is embedded): flux2.
 * a diffusers guider (`pipe.guider`), one call per guider pass, in cache_context(<pass name>): motif-video.
 * several denoising loops per call (autoregressive chunks): helios.
