@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -121,7 +120,7 @@ class Exchange:
 
     `gather(payload)` returns every rank's payload (by rank) or raises `DistributedError` naming the first
     rank that reported a failure. `fail(message)` is what a failing rank sends instead, once; it then makes no
-    further collective call (`guard` does this for a block of code). With one rank nothing is exchanged.
+    further collective call (the CLI's error boundary sends it: `cli/common.py: stop_ranks`). With one rank nothing is exchanged.
 
     `split` is how work items are shared (`sharded`): the whole job by default; a single share (every rank
     does every item) under context parallelism, where the ranks compute one output together. Progress: each
@@ -201,24 +200,6 @@ class Exchange:
             self._all_gather(("error", message, 0))
         except DistributedError:
             pass
-
-    @contextmanager
-    def guard(self, describe: Callable[[BaseException], str] = lambda e: str(e) or type(e).__name__,
-              ignore: tuple[type[BaseException], ...] = ()):
-        """Run a rank's part of a job: an exception here is sent to the other ranks (`describe` makes it
-        one line) and re-raised; one learned from another rank is re-raised as is. Ctrl-C reaches every
-        rank by itself and is not exchanged; nor are the `ignore` types (a command's own exit)."""
-        try:
-            yield self
-        except DistributedError as e:
-            if not e.remote:
-                self.fail(describe(e))
-            raise
-        except (KeyboardInterrupt, SystemExit, *ignore):
-            raise
-        except BaseException as e:
-            self.fail(describe(e))
-            raise
 
     def sharded(self, items: Sequence[T]) -> Iterator[tuple[int, T]]:
         """This rank's share of `items` with their global indices, one exchange before each slot and one at
