@@ -1,6 +1,6 @@
-"""Library behind `magcache profile ...`: find profiles by name, list, diff, import, export and plot them.
+"""Find profiles by name (a path, a shipped profile, or one in a `MAGCACHE_PROFILE_PATH` folder) and list them.
 
-Nothing here prints: functions return data (or write the one file asked for) and raise typed errors.
+Nothing here prints: functions return data and raise typed errors.
 """
 
 from __future__ import annotations

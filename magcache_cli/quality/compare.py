@@ -1,4 +1,5 @@
-"""Quality you can measure before trusting a profile: compare, tune, the step-reduction baseline, branch study.
+"""Quality you can measure before trusting a profile: a cached run against the uncached reference and against
+the step-reduction baseline (`compare`); `tune.py` builds its sweep on the same pieces.
 
 Library only: every function returns data, the CLI renders it. All measurements are against the uncached
 pipeline with the same prompts, seeds and call settings; quality numbers are means over the prompt × seed
@@ -7,7 +8,7 @@ outputs (the worst output is reported too).
 Three facts keep the cost down:
 
 * one uncached reference per prompt × seed, reused by every setting measured against it;
-* the outputs depend on the settings only through the skip schedule (`ratios.simulate`), so settings
+* the outputs depend on the settings only through the skip schedule (`core.rule.simulate`), so settings
   with identical schedules are run once, and an all-computed schedule *is* the reference;
 * the model is loaded once by the caller and never reloaded here.
 """
