@@ -143,8 +143,8 @@ def profile_plot(
 def profile_import(
     ratios: Annotated[Optional[str], typer.Option(help='The ratios: "1.0, 1.21, 1.11, ..." or a JSON list.')] = None,
     ratios_file: Annotated[Optional[Path], typer.Option(help="File with the ratios (JSON list, or separated by commas/whitespace).")] = None,
-    interleaved: Annotated[bool, typer.Option("--interleaved", help="cond/uncond interleaved by call: [c0, u0, c1, u1, ...] (official MagCache scripts).")] = False,
-    uncond_first: Annotated[bool, typer.Option("--uncond-first", help="With --interleaved: [u0, c0, u1, c1, ...] (ComfyUI-MagCache lists).")] = False,
+    interleaved: Annotated[bool, typer.Option("--interleaved", help="cond/uncond interleaved by call: \\[c0, u0, c1, u1, ...] (official MagCache scripts).")] = False,
+    uncond_first: Annotated[bool, typer.Option("--uncond-first", help="With --interleaved: \\[u0, c0, u1, c1, ...] (ComfyUI-MagCache lists).")] = False,
     pad: Annotated[str, typer.Option(help=f"Step-0 1.0 pad (one per branch): {o.choices(PadMode)} (auto: from --steps, else from the list's start).")] = "auto",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id the curve belongs to (required).", rich_help_panel=META)] = None,
     pipeline_class: Annotated[Optional[str], typer.Option(help="Pipeline class, e.g. FluxPipeline (required).", rich_help_panel=META)] = None,

@@ -165,3 +165,30 @@ def test_profile_validate_does_not_import_torch(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root,
                        env={**os.environ, "PYTHONPATH": str(root)})
     assert r.stdout.split() == ["0", "False"], r.stdout + r.stderr
+
+
+def test_diffusers_see_the_stacktrace_above_is_explained(monkeypatch):
+    """diffusers' own chain when the hub is unreachable: `OSError(... see the stacktrace above) from
+    ConnectError`, wrapped by the loader's LoadError; the line names the cause, not the missing stacktrace."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    class ConnectError(Exception):  # httpx's, by name
+        pass
+
+    try:
+        try:
+            raise ConnectError("[Errno 101] Network is unreachable")
+        except ConnectError as c:
+            raise OSError("Cannot load model org/m: the model is not fully cached locally and an error occurred "
+                          "while trying to fetch metadata from the Hub. Please check out the root cause in the "
+                          "stacktrace above.") from c
+    except OSError as o:
+        err = LoadError("could not load org/m: Cannot load model org/m: ...")
+        err.__cause__ = o
+    line = explain(err).line()
+    assert line.startswith("the Hugging Face hub cannot be reached") and "stacktrace" not in line
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    err.__cause__.__cause__ = OfflineModeIsEnabled("offline")
+    assert "offline mode is on (HF_HUB_OFFLINE=1)" in explain(err).line()
