@@ -74,6 +74,7 @@ def simulate(
     steps: int,
     settings: SkipSettings,
     policy: str = "joint",
+    present: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, list[bool]]:
     """Which steps each branch computes (True) or skips (False) at `steps` steps.
 
@@ -90,6 +91,9 @@ def simulate(
     - policy "joint": the step is skipped for all branches iff may_skip_b holds for every branch;
       otherwise every branch computes and resets its accumulators, including branches that could have
       skipped. This keeps the guidance mix from combining a fresh and a stale prediction.
+    - `present` (label -> [start, stop)): a branch the pipeline runs on those steps only (a guider's extra
+      pass, e.g. skip-layer guidance's `cond_skip`). Outside them it is marked computed (it is not called),
+      takes no part in the joint decision and keeps nothing cached, so its first step computes.
 
     Raises ValueError on invalid input (no curves, empty curve, steps < 1, unknown policy).
     """
@@ -113,13 +117,20 @@ def simulate(
         cached[label] = True
         acc_ratio[label], acc_err[label], acc_steps[label] = 1.0, 0.0, 0
 
+    spans = {label: (present or {}).get(label, (0, steps)) for label in ratios}
     for i in range(steps):
+        absent = [label for label, (lo, hi) in spans.items() if not lo <= i < hi]
+        for label in absent:
+            computed[label].append(True)
+            cached[label] = False
+            acc_ratio[label], acc_err[label], acc_steps[label] = 1.0, 0.0, 0
+        here = {label: curve for label, curve in ratios.items() if label not in absent}
         if i < retain:
-            for label in ratios:
+            for label in here:
                 compute(label)
             continue
         may_skip = {}
-        for label, curve in ratios.items():
+        for label, curve in here.items():
             acc_ratio[label] *= curve[i]
             acc_steps[label] += 1
             acc_err[label] += abs(1.0 - acc_ratio[label])
@@ -130,7 +141,7 @@ def simulate(
                 and cached[label]
             )
         skip_all = all(may_skip.values())
-        for label in ratios:
+        for label in here:
             skip = skip_all if policy == "joint" else may_skip[label]
             if skip:
                 computed[label].append(False)
@@ -217,7 +228,8 @@ def rescale_window(active: Sequence[int] | None, cal_steps: int, steps: int) -> 
 
 
 def simulate_window(curves: Mapping[str, Sequence[float]], steps: int, settings: SkipSettings,
-                    policy: str = "joint", window: tuple[int, int] | None = None) -> dict[str, list[bool]]:
+                    policy: str = "joint", window: tuple[int, int] | None = None,
+                    present: Mapping[str, tuple[int, int]] | None = None) -> dict[str, list[bool]]:
     """`simulate` restricted to the steps [start, stop) of a denoiser that runs only there (two-expert
     pipelines): the rule, retention included, applies to that window as if it were a run of its own;
     steps outside it are marked computed (the denoiser is not expected to be called there)."""
@@ -225,7 +237,9 @@ def simulate_window(curves: Mapping[str, Sequence[float]], steps: int, settings:
     if stop <= start:
         return {label: [True] * steps for label in curves}
     full = {label: resample(curve, steps)[start:stop] for label, curve in curves.items()}
-    inner = simulate(full, stop - start, settings, policy)
+    inner_present = {label: (max(lo, start) - start, max(min(hi, stop), start) - start)
+                     for label, (lo, hi) in (present or {}).items()}
+    inner = simulate(full, stop - start, settings, policy, inner_present)
     return {label: [True] * start + inner[label] + [True] * (steps - stop) for label in curves}
 
 
@@ -239,6 +253,9 @@ class RunPlan:
     policy: str = "joint"
     steps: int | None = None  # steps the curves were measured at
     active: list[int] | None = None  # [start, stop) calibration steps this denoiser runs; None: all
+    # [start, stop) calibration steps of a branch that runs on fewer steps than its denoiser (a guider's
+    # extra pass, e.g. skip-layer guidance's `cond_skip`)
+    branch_active: dict[str, list[int]] | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -260,7 +277,11 @@ class RunPlan:
         policy = effective_policy(self.guidance_mode, self.policy)
         start, stop = self.covered(steps)
         window = (max(start, begin), stop)
-        return simulate_window(self.curves, steps, self.settings, policy, window), window
+        return simulate_window(self.curves, steps, self.settings, policy, window, self.present(steps)), window
+
+    def present(self, steps: int) -> dict[str, tuple[int, int]]:
+        """[start, stop) at `steps` steps of each branch that runs on fewer steps than its denoiser."""
+        return {label: rescale_window(a, self.steps or steps, steps) for label, a in (self.branch_active or {}).items()}
 
 
 def effective_policy(guidance_mode: str, policy: str) -> BranchPolicy:

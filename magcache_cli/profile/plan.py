@@ -38,13 +38,20 @@ def plans_by_denoiser(profile: Profile, settings: ratios.SkipSettings, policy: s
         groups.setdefault(name, {})[local] = b
     cal = profile.calibration
     plans = {name: RunPlan({lb: list(b.ratios) for lb, b in bs.items()}, cal.guidance_mode, settings, policy,
-                           cal.steps, next(iter(bs.values())).active)
+                           cal.steps, next(iter(bs.values())).active, _branch_active(bs))
              for name, bs in groups.items()}
     shared = plans.get(denoisers[0])
     if shared is not None:
         for name in denoisers[1:]:
             plans.setdefault(name, shared)  # the same object: one namespace of labels
     return plans
+
+
+def _branch_active(branches: dict) -> dict[str, list[int]] | None:
+    """The branches of one denoiser that run on fewer steps than its first branch (a guider's extra pass)."""
+    first = next(iter(branches.values())).active
+    own = {lb: b.active for lb, b in branches.items() if b.active is not None and b.active != first}
+    return own or None
 
 
 def settings_from(profile: Profile, threshold: float | None = None, max_skip_steps: int | None = None,
@@ -95,9 +102,13 @@ def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy:
         sim, (start, stop) = plan.schedule(steps)
         flags.update({label_of[name, label]: f for label, f in sim.items()})
         inside = [f[start:stop] for f in sim.values()]
-        if cal.guidance_mode == "sequential":
-            passes += sum(sum(f) for f in inside)
-            total += (stop - start) * len(inside)
+        if cal.guidance_mode == "sequential":  # a branch on fewer steps (a guider's extra pass) counts there only
+            spans = plan.present(steps)
+            for label, f in sim.items():
+                lo, hi = spans.get(label, (start, stop))
+                lo, hi = max(lo, start), min(hi, stop)
+                passes += sum(f[lo:hi])
+                total += max(0, hi - lo)
         else:
             passes += sum(any(step) for step in zip(*inside))
             total += stop - start

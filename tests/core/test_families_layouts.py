@@ -193,3 +193,13 @@ def test_a_guider_with_a_third_pass_gets_its_own_label_curve_and_window(tiny_pip
     exact = run(pipe, ["a cat"], [0], kw, profile=prof, settings=SkipSettings(0.0, 2, 0.2))
     assert np.array_equal(media(exact.outputs[0]), media(plain))
     assert exact.total_calls == exact.transformer_calls == 2 * steps + window[1] - window[0]
+
+    # skipping: `cond_skip` takes part in the joint decision on its own steps only, and its first step there
+    # computes (nothing cached yet), so no pass scheduled to skip ever lacks a residual
+    cached = run(pipe, ["a cat"], [0], kw, profile=prof, settings=SkipSettings(10.0, 2, 0.2))
+    sched = cached.schedule
+    assert sched["cond"] == sched["uncond"] and sched["cond"]["skipped"]
+    assert sorted(sched["cond_skip"]["computed"] + sched["cond_skip"]["skipped"]) == list(range(*window))
+    assert window[0] in sched["cond_skip"]["computed"] and window[0] in sched["cond"]["computed"]
+    assert set(sched["cond_skip"]["skipped"]) <= set(sched["cond"]["skipped"])
+    assert not [w for w in cached.warnings if "scheduled to skip" in w]

@@ -82,3 +82,15 @@ def test_a_skip_without_a_fitting_residual_is_computed_and_reported(tiny_pipelin
     assert cache.report.computed["main"] == [0, 2, 3]
     assert h.skip_warnings() == ["transformer: 1 pass(es) scheduled to skip were computed: "
                                  "the call's input shape differs from the call that cached the residual"]
+
+
+def test_a_branch_on_fewer_steps_joins_the_joint_decision_only_where_it_runs():
+    """Flat curves (no error), at most 2 skips in a row, no retention, 6 steps; `b` runs on steps 2-4 only.
+    step 0: nothing cached -> compute; 1: only `a` runs, cached -> skip; 2: `b` arrives with nothing cached ->
+    both compute; 3, 4: skip; 5: `a` past 2 skips -> compute (`b` is gone)."""
+    from magcache_cli.core.rule import SkipSettings, simulate
+
+    flags = simulate({"a": [1.0] * 6, "b": [1.0] * 6}, 6, SkipSettings(0.1, 2, 0.0), "joint", {"b": (2, 5)})
+    assert flags["a"] == [True, False, True, False, False, True]
+    assert flags["b"] == [True, True, True, False, False, True]  # outside its steps: marked computed, never called
+    assert simulate({"a": [1.0] * 6}, 6, SkipSettings(0.1, 2, 0.0)) == {"a": [True, False, False, True, False, False]}
