@@ -132,7 +132,10 @@ class BranchCurves:
         "`strength` < 1 begin at `int(steps - steps * strength)` or so). Omitted: every step. Outside the window "
         "the ratios are `1.0` placeholders and `ratios[start]` must be `1.0`. A run applies the skip rule, "
         "retention included, to the steps it executes that the window covers, as if they were a run of its own; "
-        "steps it executes outside the window are computed and named in a warning.")
+        "steps it executes outside the window are computed and named in a warning. A branch whose window is "
+        "narrower than its denoiser's first branch (a guider's extra pass, e.g. skip-layer guidance's "
+        "`cond_skip`, runs on some steps only) takes part in the skip rule on its own steps only, computing first "
+        "there.")
 
 
 @dataclass(kw_only=True)
