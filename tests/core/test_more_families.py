@@ -68,6 +68,8 @@ REFS = {
     "helios": Ref(["blocks"], "sequential", loops=3),
     # blocks return (hidden_states, encoder_hidden_states); one call per guider pass, cond first
     "motif-video": Ref(DUAL, "sequential", 0),
+    # blocks return (video hidden_states, audio_hidden_states); one call on cat([negative, positive]) per step
+    "ltx2": Ref(["transformer_blocks"], "batched", 0),
 }
 
 

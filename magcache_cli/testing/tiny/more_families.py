@@ -7,8 +7,8 @@ Guidance layouts here (read in the diffusers 0.42.1 sources, checked by tests/co
 * one call per branch, cond first, in ``cache_context("cond")`` / ``("uncond")``: flux2-klein, ovis-image,
   skyreels-v2, helios; without cache_context: krea2.
 * one call on ``cat([negative, positive])``: bria, bria-fibo, pixart-alpha, hunyuandit, cogview3plus, prx, sana-video,
-  anyflow, easyanimate. On ``[positive, negative]`` (the conditional half FIRST, profiles list ``cond``
-  first): zimage, lumina-next.
+  anyflow, easyanimate; inside ``cache_context("cond_uncond")``: ltx2. On ``[positive, negative]`` (the
+  conditional half FIRST, profiles list ``cond`` first): zimage, lumina-next.
 * one call per step (guidance-distilled, the scale is embedded): flux2.
 * a diffusers guider (`pipe.guider`), one call per guider pass, in cache_context(<pass name>): motif-video.
 * several denoising loops per call (autoregressive chunks): helios.
@@ -34,6 +34,7 @@ from .more_video import (
     _build_anyflow,
     _build_easyanimate,
     _build_helios,
+    _build_ltx2,
     _build_motif_video,
     _build_sana_video,
     _build_skyreels_v2,
@@ -162,6 +163,21 @@ _add("motif-video", "MotifVideoPipeline", "sequential-named",
      "Its transformer takes the latents plus image-conditioning channels (2 x 4 + 1).",
      _build_motif_video, dict(height=64, width=64, num_frames=5, max_sequence_length=16, negative_prompt=_NEG),
      output_shape=(1, 5, 64, 64, 3), blocks=_DUAL, text_tokens=16, image_tokens=32)
+
+_add("ltx2", "LTX2Pipeline", "batched",
+     "LTX-2 (video + audio): CFG batched as cat([negative, positive]) in one call inside "
+     "cache_context('cond_uncond'); each block carries a video and an audio stream and returns (video, audio); "
+     "the pipeline deep-copies its scheduler for the audio latents. Guidance is mixed in x0 space and turned back "
+     "into a velocity. Spatio-temporal (STG) and modality-isolation guidance (extra calls in 'uncond_stg' / "
+     "'uncond_modality', on by default) and guidance rescale are switched off: the LTX-2.0 layout. Gemma 3 text "
+     "encoder (a tiny text model plus a 1-layer SigLIP tower, built from a config); the output also holds audio. "
+     "Only the video stream's residual is cached: on a skipped pass the audio tokens pass through the stack "
+     "unchanged (docs/families.md, note 6).",
+     _build_ltx2, dict(height=32, width=32, num_frames=5, frame_rate=25.0, max_sequence_length=16,
+                       guidance_scale=4.0, negative_prompt=_NEG, stg_scale=0.0, audio_stg_scale=0.0,
+                       modality_scale=1.0, audio_modality_scale=1.0, guidance_rescale=0.0,
+                       audio_guidance_rescale=0.0),
+     output_shape=(1, 5, 32, 32, 3), text_tokens=16, image_tokens=768)
 
 _TORCHVISION = "needs torchvision (the PyPI wheel for torch 2.13 does not load against the CPU build)"
 MORE_SKIPPED = {

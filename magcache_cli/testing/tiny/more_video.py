@@ -175,3 +175,74 @@ def _build_motif_video(seed: int):
         scheduler=_flow_scheduler(shift=7.0), vae=_wan_vae(seed), text_encoder=te, tokenizer=tok,
         transformer=_denoiser(transformer, seed), guider=ClassifierFreeGuidance(guidance_scale=5.0),
     )
+
+
+def _build_ltx2(seed: int):
+    """LTX-2 (video + audio): a Gemma 3 text encoder whose every hidden state feeds the text connectors, one
+    transformer with a video and an audio stream per block, an audio VAE and a vocoder. Sizes follow diffusers'
+    own LTX2 fast-test components; the Gemma 3 (text + a 1-layer SigLIP tower) is built from a config."""
+    import torch
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        LTX2Pipeline,
+        LTX2VideoTransformer3DModel,
+    )
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    tok = _gemma_tokenizer()
+    tok.padding_side = "left"  # the pipeline's connectors take the padding side from the tokenizer
+    config = Gemma3Config(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=1024,
+                         sliding_window=64, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=16, patch_size=8),
+        mm_tokens_per_image=4,
+    )
+    torch.manual_seed(seed)
+    te = Gemma3ForConditionalGeneration(config).eval()
+    width = config.text_config.hidden_size
+    torch.manual_seed(seed)
+    transformer = LTX2VideoTransformer3DModel(
+        in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
+        cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
+        audio_attention_head_dim=4, audio_cross_attention_dim=8, num_layers=2, qk_norm="rms_norm_across_heads",
+        caption_channels=width, rope_double_precision=False, rope_type="split",
+    )
+    torch.manual_seed(seed)
+    connectors = LTX2TextConnectors(  # 4 heads x 8 = the text width (32)
+        caption_channels=width, text_proj_in_factor=config.text_config.num_hidden_layers + 1,
+        video_connector_num_attention_heads=4, video_connector_attention_head_dim=8, video_connector_num_layers=1,
+        video_connector_num_learnable_registers=None, audio_connector_num_attention_heads=4,
+        audio_connector_attention_head_dim=8, audio_connector_num_layers=1,
+        audio_connector_num_learnable_registers=None, connector_rope_base_seq_len=32, rope_theta=10000.0,
+        rope_double_precision=False, causal_temporal_positioning=False, rope_type="split",
+    ).eval()
+    torch.manual_seed(seed)
+    vae = AutoencoderKLLTX2Video(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,), decoder_block_out_channels=(8,),
+        layers_per_block=(1,), decoder_layers_per_block=(1, 1), spatio_temporal_scaling=(True,),
+        decoder_spatio_temporal_scaling=(True,), decoder_inject_noise=(False, False), downsample_type=("spatial",),
+        upsample_residual=(False,), upsample_factor=(1,), timestep_conditioning=False, patch_size=1, patch_size_t=1,
+        encoder_causal=True, decoder_causal=False,
+    ).eval()
+    torch.manual_seed(seed)
+    audio_vae = AutoencoderKLLTX2Audio(
+        base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1, attn_resolutions=None, in_channels=2,
+        resolution=32, latent_channels=2, norm_type="pixel", causality_axis="height", dropout=0.0,
+        mid_block_add_attention=False, sample_rate=16000, mel_hop_length=160, is_causal=True, mel_bins=8,
+    ).eval()
+    torch.manual_seed(seed)
+    vocoder = LTX2Vocoder(
+        in_channels=audio_vae.config.output_channels * audio_vae.config.mel_bins, hidden_channels=32,
+        out_channels=2, upsample_kernel_sizes=[4, 4], upsample_factors=[2, 2], resnet_kernel_sizes=[3],
+        resnet_dilations=[[1, 3, 5]], leaky_relu_negative_slope=0.1, output_sampling_rate=16000,
+    ).eval()
+    return LTX2Pipeline(
+        scheduler=_flow_scheduler(), vae=vae, audio_vae=audio_vae, text_encoder=te, tokenizer=tok,
+        connectors=connectors, transformer=_denoiser(transformer, seed), vocoder=vocoder,
+    )
