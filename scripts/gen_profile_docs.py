@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from magcache_cli.profile.schema import field_tables  # noqa: E402
+from magcache_cli.profile.fields_doc import field_tables  # noqa: E402
 
 MARKED = re.compile(r"(<!-- fields:(\w+) -->\n)(.*?)(\n<!-- /fields -->)", re.S)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from magcache_cli.cli import render as console
-from magcache_cli.errors import DistributedError, MagCacheError, UsageError
+from magcache_cli.errors import DistributedError, UsageError
 
 DEMO_MODEL = "builtin:demo"
 DEMO_PROMPTS = ["a handwritten digit three", "a handwritten digit seven"]
@@ -108,7 +108,13 @@ def start_ranks(device: str, context_parallel: str | None = None):
     """The exchange of this command's ranks: under torchrun / accelerate launch (WORLD_SIZE > 1) the process
     group is initialised here, NCCL on cuda:LOCAL_RANK or gloo on CPU; alone, an exchange that does nothing.
     `--context-parallel` is checked before any model is loaded."""
-    from magcache_cli.core.distributed import Exchange, RankInfo, init_process_group, rank_info, timeout_s
+    from magcache_cli.core.distributed import (
+        Exchange,
+        RankInfo,
+        init_process_group,
+        rank_info,
+        timeout_s,
+    )
     from magcache_cli.runner.loading import resolve_device
     from magcache_cli.runner.shard import ContextParallel, check_context_parallel
 

@@ -8,10 +8,20 @@ from typing import Annotated, Optional
 import typer
 
 from magcache_cli.cli import options as o
-from magcache_cli.cli import render as console
 from magcache_cli.cli import preflight
-from magcache_cli.cli.common import (DEMO_MODEL, DEMO_PROMPTS, apply_compile, call_setup, demo_defaults,
-                                     enable_context_parallel, load_pipe, progress_bar, skip_settings, start_ranks)
+from magcache_cli.cli import render as console
+from magcache_cli.cli.common import (
+    DEMO_MODEL,
+    DEMO_PROMPTS,
+    apply_compile,
+    call_setup,
+    demo_defaults,
+    enable_context_parallel,
+    load_pipe,
+    progress_bar,
+    skip_settings,
+    start_ranks,
+)
 from magcache_cli.cli.errors import add_note
 from magcache_cli.cli.inputs import gather, profile_file, split_set
 from magcache_cli.errors import MagCacheError, UsageError

@@ -255,7 +255,7 @@ def sizes(model: str, revision: str | None, height: int | None, width: int | Non
 def storable(calibration: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
     """Refuse, before any work, call arguments and defaults a profile could not save: the schema decides."""
     from magcache_cli.cli.errors import FLAGS
-    from magcache_cli.profile.schema import profile_from_dict
+    from magcache_cli.profile.validate import profile_from_dict
 
     steps = calibration.get("steps") or 1
     doc = {"schema_version": 1,

@@ -8,9 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from magcache_cli.cli import options as o
-from magcache_cli.cli import render as console
 from magcache_cli.cli import preflight
-from magcache_cli.cli.common import call_setup, enable_context_parallel, load_pipe, skip_settings, start_ranks
+from magcache_cli.cli import render as console
+from magcache_cli.cli.common import (
+    call_setup,
+    enable_context_parallel,
+    load_pipe,
+    skip_settings,
+    start_ranks,
+)
 from magcache_cli.errors import UsageError
 from magcache_cli.runner.recovery import atomic_write, write_or_recover
 
@@ -145,6 +151,7 @@ def tune(
         magcache tune --profile flux.yaml --min-psnr 35 \\
             -p "a cat playing chess" -s 0 -s 1 --steps 28
     """
+    from magcache_cli.cli.inputs import gather, split_set
     from magcache_cli.errors import MagCacheError
     from magcache_cli.profile.io import load_profile, save_profile
     from magcache_cli.quality.tune import (
@@ -157,8 +164,6 @@ def tune(
         with_tuned_defaults,
     )
     from magcache_cli.quality.tune import tune as run_tune
-
-    from magcache_cli.cli.inputs import gather, split_set
 
     console.set_json(json_)
     set_, set_files = split_set(set_)  # KEY=@PATH items are files, read by `gather`

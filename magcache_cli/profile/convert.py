@@ -20,8 +20,8 @@ from magcache_cli.profile.schema import (
     ModelInfo,
     Profile,
     SchedulerInfo,
-    validated,
 )
+from magcache_cli.profile.validate import validated
 from magcache_cli.types import ExportFormat, PadMode
 
 PAD_MODES = PadMode.values()

@@ -11,7 +11,8 @@ import yaml
 
 from magcache_cli.errors import ProfileError
 from magcache_cli.profile.reading import read_yaml
-from magcache_cli.profile.schema import Profile, profile_from_dict, profile_to_dict
+from magcache_cli.profile.schema import Profile, profile_to_dict
+from magcache_cli.profile.validate import profile_from_dict
 from magcache_cli.types import Choice
 
 HEADER = "# magcache profile — edit defaults freely; regenerate curves with `magcache calibrate`\n"

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from magcache_cli.core import rule as ratios
-from magcache_cli.core.rule import effective_policy
 from magcache_cli.core.distributed import Exchange, local_exchange
+from magcache_cli.core.rule import effective_policy
 from magcache_cli.errors import MagCacheError
 from magcache_cli.profile.plan import Prediction, equal_pass_steps, predict
 from magcache_cli.profile.schema import Profile

@@ -26,8 +26,8 @@ from magcache_cli.profile.schema import (
     Profile,
     SchedulerInfo,
     config_fingerprint,
-    validated,
 )
+from magcache_cli.profile.validate import validated
 from magcache_cli.runner.inputs import split_call_args
 from magcache_cli.runner.shard import CalibrationRuns
 from magcache_cli.version import __version__

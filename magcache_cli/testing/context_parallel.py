@@ -16,7 +16,10 @@ import torch
 def enable_ulysses_on_cpu(transformer, degree: int) -> None:
     """Split `transformer`'s sequence over `degree` gloo ranks (the whole world) as diffusers would on GPUs."""
     from diffusers.hooks.context_parallel import apply_context_parallel
-    from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig
+    from diffusers.models._modeling_parallel import (
+        ContextParallelConfig,
+        ParallelConfig,
+    )
 
     dist = torch.distributed
     cp = ContextParallelConfig(ulysses_degree=degree)

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from magcache_cli.core.rule import SkipSettings
 from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.runner.loading import LoadOptions, load_pipeline
-from magcache_cli.testing.helpers import media
-from magcache_cli.core.rule import SkipSettings
 from magcache_cli.runner.run import run
+from magcache_cli.testing.helpers import media
 from magcache_cli.testing.tiny import FAMILIES
 
 # family -> (models in call order, entry list, exit list, exit output index, layout, batch axis, steps)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import torch
-from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
+from diffusers import (
+    DDIMScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FlowMatchHeunDiscreteScheduler,
+)
 
 from magcache_cli.core.positions import StepClock
 

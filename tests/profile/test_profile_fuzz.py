@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from magcache_cli.errors import ProfileError
 from magcache_cli.profile import reading
 from magcache_cli.profile.io import load_profile
-from magcache_cli.profile.schema import profile_from_dict
+from magcache_cli.profile.validate import profile_from_dict
 
 SHIPPED = Path(__file__).resolve().parents[2] / "profiles"
 VALID = (SHIPPED / "flux1-dev.yaml").read_text()

@@ -19,9 +19,9 @@ from magcache_cli.profile.schema import (
     ModelInfo,
     Profile,
     config_fingerprint,
-    profile_from_dict,
     profile_to_dict,
 )
+from magcache_cli.profile.validate import profile_from_dict
 
 
 def valid() -> dict:
@@ -354,7 +354,7 @@ def test_docs_field_tables_are_generated_from_the_schema():
     import re
     from pathlib import Path
 
-    from magcache_cli.profile.schema import field_tables
+    from magcache_cli.profile.fields_doc import field_tables
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "profile-format.md").read_text(encoding="utf-8")
     found = dict(re.findall(r"<!-- fields:(\w+) -->\n(.*?)\n<!-- /fields -->", doc, re.S))

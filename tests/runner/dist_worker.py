@@ -71,10 +71,10 @@ def main(out: Path, flux: str, profile: str) -> int:
     code, text = cli(["tune", "--profile", profile, *TUNE_ARGS])
     write(out, "tune", {"code": code, "stdout": text})
 
+    from magcache_cli.core.rule import SkipSettings
     from magcache_cli.profile.schema import profile_to_dict
     from magcache_cli.runner.calibrate import calibrate
     from magcache_cli.runner.run import run
-    from magcache_cli.core.rule import SkipSettings
     from magcache_cli.testing.context_parallel import enable_ulysses_on_cpu
     from magcache_cli.testing.helpers import load_tiny, media
 

@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 import torch
 
-from magcache_cli.core.distributed import RankInfo, combine_moments, my_share, rank_info, slots, token_moments
+from magcache_cli.core.distributed import (
+    RankInfo,
+    combine_moments,
+    my_share,
+    rank_info,
+    slots,
+    token_moments,
+)
 from magcache_cli.core.rule import residual_stats
 from magcache_cli.errors import DistributedError
 from magcache_cli.testing.helpers import invoke

@@ -8,7 +8,13 @@ import pytest
 from PIL import Image
 
 from magcache_cli.errors import InputError
-from magcache_cli.runner.inputs import drop_unaccepted, read_input, read_inputs, recorded_inputs, sha256_file
+from magcache_cli.runner.inputs import (
+    drop_unaccepted,
+    read_input,
+    read_inputs,
+    recorded_inputs,
+    sha256_file,
+)
 from magcache_cli.testing.tiny.conditioned import sample_image
 
 

@@ -12,7 +12,12 @@ import pytest
 from PIL import Image
 
 from magcache_cli.runner import outputs
-from magcache_cli.runner.recovery import RecoveredError, atomic_write, recovery_paths, write_or_recover
+from magcache_cli.runner.recovery import (
+    RecoveredError,
+    atomic_write,
+    recovery_paths,
+    write_or_recover,
+)
 
 
 def video(frames: int = 3):

@@ -8,15 +8,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from magcache_cli.errors import OutputError, UsageError
 from magcache_cli.cli.preflight import parse_set
-from magcache_cli.runner.loading import LoadOptions, build_call_kwargs, configure_vae, load_pipeline
+from magcache_cli.errors import OutputError, UsageError
+from magcache_cli.runner.loading import (
+    LoadOptions,
+    build_call_kwargs,
+    configure_vae,
+    load_pipeline,
+)
 from magcache_cli.runner.outputs import first_item, media_field, save
 from magcache_cli.testing.tiny import FAMILIES
 
 
 def test_kandinsky_style_image_field_is_found():
-    from diffusers.pipelines.kandinsky5.pipeline_output import KandinskyImagePipelineOutput
+    from diffusers.pipelines.kandinsky5.pipeline_output import (
+        KandinskyImagePipelineOutput,
+    )
 
     pixels = np.full((1, 8, 6, 3), 0.5, dtype=np.float32)
     out = KandinskyImagePipelineOutput(image=pixels)

@@ -17,7 +17,12 @@ from magcache_cli.runner.inputs import read_input
 from magcache_cli.runner.loading import LoadOptions, load_pipeline
 from magcache_cli.testing.helpers import media
 from magcache_cli.testing.tiny import FAMILIES
-from magcache_cli.testing.tiny.conditioned import WAN_I2V_CALL, build_flux_controlnet, build_wan_i2v, sample_image
+from magcache_cli.testing.tiny.conditioned import (
+    WAN_I2V_CALL,
+    build_flux_controlnet,
+    build_wan_i2v,
+    sample_image,
+)
 
 N = 8
 THRESHOLD, K, R = 1.0, 3, 0.2

@@ -340,7 +340,8 @@ for _kw in MORE_FAMILIES:
 SKIPPED_FAMILIES.update(MORE_SKIPPED)
 
 # issue 13's guider, second-model and odd-layout families (helper `families`): each module lists its own
-from . import image2 as _image2, video2 as _video2  # noqa: E402
+from . import image2 as _image2  # noqa: E402
+from . import video2 as _video2
 
 _image2.register(_register, TinyFamily)
 _video2.register(_register, TinyFamily)

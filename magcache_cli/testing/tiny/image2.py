@@ -40,7 +40,11 @@ _QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
 def _qwen25vl_text(seed: int, hidden: int = 16, layers: int = 2, model: str = "conditional"):
     """A character-level Qwen2 tokenizer and a tiny Qwen2.5-VL (the `qwenimage` family's recipe)."""
     import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLTextModel
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLTextModel,
+    )
 
     from .parts import _qwen2_tokenizer
 
@@ -142,7 +146,9 @@ _CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content']
 def _build_ideogram4(seed: int):
     import torch
     from diffusers import Ideogram4Pipeline, Ideogram4Transformer2DModel
-    from diffusers.pipelines.ideogram4.pipeline_ideogram4 import QWEN3_VL_ACTIVATION_LAYERS
+    from diffusers.pipelines.ideogram4.pipeline_ideogram4 import (
+        QWEN3_VL_ACTIVATION_LAYERS,
+    )
     from transformers import Qwen3VLConfig, Qwen3VLModel
 
     from .parts import _flow_scheduler, _qwen2_tokenizer
@@ -192,8 +198,12 @@ def _byt5(seed: int, d_model: int = 16):
 
 def _build_hunyuanimage(seed: int):
     import torch
-    from diffusers import (AdaptiveProjectedMixGuidance, AutoencoderKLHunyuanImage, HunyuanImagePipeline,
-                           HunyuanImageTransformer2DModel)
+    from diffusers import (
+        AdaptiveProjectedMixGuidance,
+        AutoencoderKLHunyuanImage,
+        HunyuanImagePipeline,
+        HunyuanImageTransformer2DModel,
+    )
 
     from .parts import _flow_scheduler
 

@@ -156,7 +156,9 @@ def _build_motif_video(seed: int):
     import torch
     from diffusers import MotifVideoPipeline
     from diffusers.guiders import ClassifierFreeGuidance
-    from diffusers.models.transformers.transformer_motif_video import MotifVideoTransformer3DModel
+    from diffusers.models.transformers.transformer_motif_video import (
+        MotifVideoTransformer3DModel,
+    )
     from transformers import T5Gemma2Encoder, T5Gemma2EncoderConfig, T5Gemma2TextConfig
 
     tok = _t5_tokenizer()

@@ -36,7 +36,12 @@ def _build_latte(seed: int):
 
 def _build_allegro(seed: int):
     import torch
-    from diffusers import AllegroPipeline, AllegroTransformer3DModel, AutoencoderKLAllegro, EulerAncestralDiscreteScheduler
+    from diffusers import (
+        AllegroPipeline,
+        AllegroTransformer3DModel,
+        AutoencoderKLAllegro,
+        EulerAncestralDiscreteScheduler,
+    )
 
     tok = _t5_tokenizer()
     te = _t5_text(tok, seed, d_model=32)
@@ -69,8 +74,12 @@ def _build_allegro(seed: int):
 
 def _build_hunyuanvideo15(seed: int):
     import torch
-    from diffusers import (AutoencoderKLHunyuanVideo15, ClassifierFreeGuidance, HunyuanVideo15Pipeline,
-                           HunyuanVideo15Transformer3DModel)
+    from diffusers import (
+        AutoencoderKLHunyuanVideo15,
+        ClassifierFreeGuidance,
+        HunyuanVideo15Pipeline,
+        HunyuanVideo15Transformer3DModel,
+    )
 
     from .image2 import _CHAT, _byt5, _qwen25vl_text
     from .parts import _flow_scheduler
