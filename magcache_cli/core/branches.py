@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from magcache_cli.errors import BranchError
+from magcache_cli.types import GuidanceMode
 
 BATCHED_ORDER = ("uncond", "cond")
 GUIDER_PREFIX = "pred_"
@@ -41,7 +42,7 @@ class Assignment:
 
     labels: tuple[str, ...]
     rows: tuple[slice | None, ...]
-    mode: str
+    mode: GuidanceMode
 
     @property
     def key(self) -> str:
@@ -62,24 +63,25 @@ def _halves(batch: int, labels: tuple[str, ...]) -> tuple[slice, ...]:
 def assign_observed(context: str | None, batch: int, call_index: int, batched: bool) -> Assignment:
     """Calibration: label a call from what the pipeline shows (names, batch layout, call order)."""
     if batched:  # checked first: some pipelines name their batched call too (CogVideoX: "cond_uncond")
-        return Assignment(BATCHED_ORDER, _halves(batch, BATCHED_ORDER), "batched")
+        return Assignment(BATCHED_ORDER, _halves(batch, BATCHED_ORDER), GuidanceMode.BATCHED)
     if context:
-        return Assignment((context,), (None,), "sequential")
-    return Assignment((f"call{call_index}",), (None,), "sequential")
+        return Assignment((context,), (None,), GuidanceMode.SEQUENTIAL)
+    return Assignment((f"call{call_index}",), (None,), GuidanceMode.SEQUENTIAL)
 
 
 def assign_profiled(
-    context: str | None, batch: int, call_index: int, mode: str, labels: tuple[str, ...]
+    context: str | None, batch: int, call_index: int, mode: GuidanceMode, labels: tuple[str, ...]
 ) -> Assignment:
     """Run: label a call with the branches of the profile, or say why the call does not fit it."""
-    if mode == "none":
+    mode = GuidanceMode(mode)
+    if mode == GuidanceMode.NONE:
         if call_index > 0:
             raise BranchError(
                 f"the pipeline made {call_index + 1} denoiser calls in one step, but the profile has one branch",
                 hint="the profile was calibrated without guidance: recalibrate with the guidance settings you run",
             )
         return Assignment(labels, (None,), mode)
-    if mode == "batched":
+    if mode == GuidanceMode.BATCHED:
         return Assignment(labels, _halves(batch, labels), mode)
     if context and context in labels:
         return Assignment((context,), (None,), mode)
@@ -91,19 +93,19 @@ def assign_profiled(
     )
 
 
-def finalize_labels(seen: list[str], mode: str) -> tuple[dict[str, str], str]:
+def finalize_labels(seen: list[str], mode: GuidanceMode) -> tuple[dict[str, str], GuidanceMode]:
     """Rename provisional labels after calibration; returns (old -> new, guidance mode).
 
     One branch only means the pipeline ran without guidance (``main``); two unnamed calls per step are the
     conditional then the unconditional pass.
     """
-    if mode == "batched":
-        return {s: s for s in seen}, "batched"
+    if mode == GuidanceMode.BATCHED:
+        return {s: s for s in seen}, GuidanceMode.BATCHED
     if len(seen) == 1:
-        return {seen[0]: "main"}, "none"
+        return {seen[0]: "main"}, GuidanceMode.NONE
     if all(s.startswith("call") for s in seen) and len(seen) == 2:
-        return {"call0": "cond", "call1": "uncond"}, "sequential"
-    return {s: s for s in seen}, "sequential"
+        return {"call0": "cond", "call1": "uncond"}, GuidanceMode.SEQUENTIAL
+    return {s: s for s in seen}, GuidanceMode.SEQUENTIAL
 
 
 def denoiser_prefix(index: int, name: str) -> str:

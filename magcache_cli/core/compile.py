@@ -29,11 +29,13 @@ from typing import Any, Callable
 
 from magcache_cli.core.stacks import find_denoisers, unwrap_compiled
 from magcache_cli.errors import MagCacheError, UsageError
+from magcache_cli.types import CompileMode
 
-MODES = ("repeated", "full", "auto")
+MODES = (CompileMode.REPEATED, CompileMode.FULL, CompileMode.AUTO)  # `none` is not compiling at all
 
 
-def compile_pipeline(pipe, mode: str = "repeated", fullgraph: bool = True, **torch_compile_kwargs: Any) -> list[str]:
+def compile_pipeline(pipe, mode: CompileMode | str = CompileMode.REPEATED, fullgraph: bool = True,
+                     **torch_compile_kwargs: Any) -> list[str]:
     """Compile every transformer of `pipe` in place; return the names compiled (e.g. ``["transformer"]``).
 
     `mode` is ``"repeated"`` (``compile_repeated_blocks``), ``"full"`` (``transformer.compile()``) or
@@ -45,16 +47,17 @@ def compile_pipeline(pipe, mode: str = "repeated", fullgraph: bool = True, **tor
     if mode not in MODES:
         raise UsageError(f"unknown compile mode {mode!r}",
                          hint="use `mode=repeated` (the transformer's repeated blocks), `mode=full` or `mode=auto`")
+    mode = CompileMode(mode)
     if "compile_mode" in torch_compile_kwargs:
         torch_compile_kwargs["mode"] = torch_compile_kwargs.pop("compile_mode")
     names = []
     for name, model in find_denoisers(pipe):
-        if mode == "auto" and has_repeated_blocks(model):
+        if mode == CompileMode.AUTO and has_repeated_blocks(model):
             try:
                 _compile_repeated(model, fullgraph, torch_compile_kwargs)
             except MagCacheError:  # the declared block classes are not in this model: compile all of it
                 model.compile(fullgraph=fullgraph, **torch_compile_kwargs)
-        elif mode == "repeated":
+        elif mode == CompileMode.REPEATED:
             _compile_repeated(model, fullgraph, torch_compile_kwargs)
         else:
             model.compile(fullgraph=fullgraph, **torch_compile_kwargs)
@@ -106,7 +109,6 @@ def gate_eager(compiled: Callable, eager: Callable, predicate: Callable[[], bool
     def call(*args, **kwargs):
         return (eager if predicate() else compiled)(*args, **kwargs)
 
-    call._magcache = True
     return call
 
 

@@ -1,19 +1,22 @@
-"""What both kinds of hooks share: installing on one denoiser of a pipeline, following the pipeline's steps and
-calls, labelling each call with its guidance branches, and swapping the stack's block lists for one call.
+"""The hooks on one denoiser of a pipeline: install and remove exactly, start each pipeline call in one place,
+follow its steps and calls, label each call with its guidance branches, and swap the stack's block lists for
+one call. What a call computes and what happens to its residual is the strategy's (`Strategy`): recording
+(core/recording.py) or skipping (core/skipping.py), one object plugged into the one hook class.
 
 Where things happen, chosen so that nothing runs inside the blocks (which users compile):
 
-* a forward pre-hook on the denoiser (eager, outside any compiled block) labels the call with its branches,
-  asks the subclass whether to compute, and swaps the stack's block lists for that call (`proxies.py`); a
-  forward hook swaps them back, also when the call raises, and hands the residual to the subclass;
-* ``set_timesteps`` on the scheduler marks the start of a pipeline call; each call's step is its position in
-  the scheduler's full schedule (`positions.py`), so partial schedules (img2img strength), repeated ``step()``
-  calls and copies of the scheduler all count each step once;
+* a pipeline call starts in `StackHooks.start_call` only, called from whichever the pipeline reveals first: the
+  runner before `pipe(...)`, the scheduler's ``set_timesteps`` (its step count and schedule), a scheduler that
+  replaced the one the hooks patched (``pipe.scheduler = ...`` after `install`: the new one is patched and
+  its schedule read), or the first denoiser call when nothing said so. Its state is one `CallState`;
+* a forward pre-hook on the denoiser (eager, outside any compiled block) locates the call in the scheduler's
+  full schedule (`positions.py`), labels it with its branches, fixes the call's `CallPlan` at its first
+  denoiser call, decides compute or skip and swaps the stack's block lists for that call (`proxies.py`); a
+  forward hook swaps them back, also when the call raises, and hands the residual to the strategy;
 * under a whole-model ``torch.compile`` the hooks are `torch.compiler.disable`d and the one discovery call runs
   eagerly (see `compile.py`), so the forward pass is one graph per layout, computed or skipped.
 
-`RecordingHooks` (recording.py) measures; `SkippingHooks` (skipping.py) skips. Removing either restores the
-original modules and methods exactly.
+Removing the hooks restores the original modules and methods exactly.
 """
 
 from __future__ import annotations
@@ -21,24 +24,52 @@ from __future__ import annotations
 import copy
 import functools
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
 
 from magcache_cli.core.branches import Assignment, context_label
+from magcache_cli.core.calls import CallPlan, CallState, StepCalls
 from magcache_cli.core.positions import StepClock
-from magcache_cli.core.proxies import Probe, Replay, Tap, residual_of
+from magcache_cli.core.proxies import Layout, Tap, build_layouts, observed_residual
 from magcache_cli.core.report import CallReport
-from magcache_cli.core.stacks import (
-    Observation,
-    StackSpec,
-    analyse,
-    batch_axis,
-    set_submodule,
-    unwrap_compiled,
-)
+from magcache_cli.core.stacks import Observation, StackSpec, analyse, set_submodule, unwrap_compiled
+from magcache_cli.log import warn
 
 _MISSING = object()
+
+
+class Strategy(Protocol):
+    """What a kind of hooks decides: how calls are labelled, what a pipeline call computes, what a computed
+    call's residual is for, what a skipped call replays. Recording and Skipping implement it."""
+
+    forecasting: bool  # skipped calls replay a forecast (`Tap.delta`, `Tap.weight`), not only the residual
+    default_steps: int | None  # a call's step count when neither the runner nor the scheduler says
+
+    def clear(self) -> None: ...  # a call starts, or the hooks are removed: forget per-call tensors
+    def opened(self, report: CallReport) -> None: ...  # a call's first denoiser call: its report exists
+    def plan(self, steps: int | None, begin: int) -> CallPlan: ...  # what a call beginning at `begin` computes
+    def assign(self, pipe, context: str | None, batch: int, call_index: int) -> Assignment: ...
+    def decide(self, plan: CallPlan, call: CallState) -> bool: ...  # compute `call.current`? (spec known)
+    def prepare(self, call: CallState, tap: Tap) -> None: ...  # decided: before the block lists are swapped
+    def residual(self, call: CallState, residual: torch.Tensor, spec: StackSpec) -> None: ...  # computed
+    def output(self, call: CallState, output) -> None: ...  # a denoiser call ended (`output` None: it raised)
+    def stepping(self, args: tuple, kwargs: dict) -> None: ...  # the scheduler's step() is about to run
+    def held_bytes(self) -> dict[str, int]: ...
+    def skip_warnings(self, who: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    """Which denoiser the hooks are on, and how its calls count. `prefix` is added to branch labels in reports
+    ("transformer_2."); a `gated` model (found among the pipeline's components, not its `transformer`) is a
+    denoiser only for the calls it gets inside the denoising loop: not a vocoder or a text connector."""
+
+    denoiser_name: str = "transformer"
+    prefix: str = ""
+    gated: bool = False
 
 
 class _Patched:
@@ -64,132 +95,80 @@ class _Patched:
         return getattr(type(twin), self._name).__get__(twin)
 
 
-class StepCalls:
-    """The denoiser calls made so far at the current schedule position, shared by the hooks of every model of
-    one pipeline: a second model that runs another pass of the same step (Ideogram 4's unconditional
-    transformer) continues the first model's call order, so call order labels its branch as with one model."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.position: object = None
-
-    def restart(self, position: object) -> None:
-        """Call order restarts at a new position; a second model arriving at the same position continues it."""
-        if position != self.position:
-            self.position, self.n = position, 0
-
-
-class StepState:
-    """Where a pipeline call is: the step, the denoiser calls so far in it, their labels, the current call."""
-
-    def __init__(self, calls: StepCalls | None = None) -> None:
-        self.calls = calls or StepCalls()
-        self.reset()
-
-    @property
-    def call_in_step(self) -> int:
-        return self.calls.n
-
-    @call_in_step.setter
-    def call_in_step(self, n: int) -> None:
-        self.calls.n = n
-
-    def reset(self) -> None:
-        self.step = 0
-        self.calls.restart(None)
-        self.call_in_step = 0
-        self.current: Assignment | None = None
-        self.computing = True
-
-    def new_step(self, step: int, position: object = None) -> None:
-        self.step = step
-        self.calls.restart((step, position))
-
-
 class StackHooks:
-    """Hooks on one denoiser of a pipeline. Subclasses say how calls are labelled (`_assign`), whether a call
-    computes (`_decide`), and what happens to a computed call's residual (`_on_residual`).
+    """Hooks on one denoiser of a pipeline, driven by a `Strategy`. `call` is the current pipeline call's
+    state, `reports` one `CallReport` per pipeline call that reached the denoiser.
 
     Install with `install()` (idempotent) and undo with `remove()`, or use it as a context manager.
     """
 
-    forecasting = False  # skipped calls replay a forecast (`Tap.delta`, `Tap.weight`), not only the residual
-
-    def __init__(self, pipe, denoiser_name: str = "transformer", prefix: str = "",
-                 calls: StepCalls | None = None, gated: bool = False):
-        self.pipe = pipe
-        self.denoiser_name = denoiser_name
-        self.prefix = prefix  # added to branch labels in reports and records ("transformer_2.")
-        # a model found among the pipeline's components (not its `transformer`) is a denoiser only for the calls
-        # it gets inside the denoising loop (after set_timesteps, before the last step): not a vocoder or a
-        # text connector called around it
-        self.gated = gated
-        self._in_loop = False
-        self._batch, self._sig = 1, ()  # the current call's batch size and main input shape
-        self.denoiser: nn.Module = unwrap_compiled(getattr(pipe, denoiser_name))
-        self.scheduler = pipe.scheduler
+    def __init__(self, pipe, strategy: Strategy, config: HookConfig = HookConfig(), calls: StepCalls | None = None):
+        self.pipe, self.strategy, self.config = pipe, strategy, config
+        self.denoiser: nn.Module = unwrap_compiled(getattr(pipe, config.denoiser_name))
+        self.scheduler = pipe.scheduler  # the one the hooks follow: the pipeline's at the last call start
+        self.calls = calls or StepCalls()  # shared by the hooks of one pipeline's denoisers
+        self.call = CallState()
         self.spec: StackSpec | None = None
         self.reports: list[CallReport] = []
         self.warnings: list[str] = []
-        self.on_step = None  # optional callback(steps done) once per denoising step
-        self.last_mode = "sequential"
-        self.state = StepState(calls)
-        self.clock = StepClock(self.scheduler)
-        self._notified = 0
+        self.on_step: Callable[[int], None] | None = None  # optional callback(steps done) once per step
+        self._context: str | None = None  # the pipeline's `cache_context` name around the current call
         self._tap = Tap()
+        self._layouts: dict[Layout, dict[str, nn.Module]] = {}
+        self._observation: Observation | None = None
         self._handles: list = []
         self._patched: list = []
         self._installed = False
-        self._context: str | None = None
-        self._layouts: dict[str, dict[str, nn.Module]] = {}
-        self._observation: Observation | None = None
-        self._steps: int | None = None
-        self._report: CallReport | None = None
-        self.reset()
 
-    # ---- what subclasses decide --------------------------------------------------------------------------
-    def _assign(self, batch: int) -> Assignment:
-        raise NotImplementedError
+    @property
+    def denoiser_name(self) -> str:
+        return self.config.denoiser_name
 
-    def _decide(self, a: Assignment, batch: int) -> bool:
-        return True
+    @property
+    def prefix(self) -> str:
+        return self.config.prefix
 
-    def _prepare(self, a: Assignment, computing: bool) -> None:
-        """Called once the decision is made, before the block lists are swapped."""
-
-    def _on_residual(self, residual: torch.Tensor) -> None:
-        raise NotImplementedError
-
-    def _reset_branches(self) -> None:
-        """Forget per-branch state (caches, previous residuals)."""
-
-    def _start_call(self) -> None:
-        """A pipeline call starts (after `reset`)."""
-
-    def _drop_call(self) -> None:
-        """The last pipeline call never reached the denoiser: forget what was prepared for it."""
-
-    def _default_steps(self) -> int | None:
-        return None
-
-    def _located(self, step: int) -> None:
-        """The coming denoiser call is at schedule position `step` (before the decision)."""
-
-    # ---- lifecycle -------------------------------------------------------------------------------------
     @property
     def step(self) -> int:
-        return self.state.step
+        return self.call.step
 
-    def reset(self, steps: int | None = None) -> None:
-        """Forget per-call state (step, accumulators, residual caches); keeps the found stack."""
-        self.state.reset()
-        self._in_loop = False
-        self._steps = steps or self._default_steps()
-        self.clock.start(self._steps)
-        self._notified = 0
-        self._report = None
-        self._reset_branches()
+    def held_bytes(self) -> dict[str, int]:
+        """Bytes of residuals held between calls, per branch key (`uncond+cond` for a batched call)."""
+        return self.strategy.held_bytes()
 
+    def skip_warnings(self) -> list[str]:
+        """One line per reason a pass the schedule skipped was computed instead (never silently)."""
+        return self.strategy.skip_warnings(self.prefix.rstrip(".") or self.denoiser_name)
+
+    # ---- the one place a pipeline call starts --------------------------------------------------------
+    def start_call(self, steps: int | None = None, *, scheduled: bool = False) -> None:
+        """Start a pipeline call of `steps` steps (None: the scheduler's or the profile's count).
+
+        `scheduled`: the pipeline's scheduler has its schedule set for this call (its `set_timesteps` ran, or
+        it replaced the patched one): its step count and schedule are read, and denoiser calls from now on are
+        the denoising loop's. The scheduler is the one the pipeline holds now (re-patched if replaced)."""
+        self._set_layout(Layout.ORIGINAL)  # (always in place between denoiser calls)
+        self._follow_scheduler()
+        known = steps if steps is not None else self.call.steps
+        clock = StepClock(self.scheduler, known)
+        if scheduled:
+            clock.read_schedule()
+        self.calls.restart(None)
+        self.strategy.clear()
+        self.call.reset(started=True, steps=clock.steps or self.strategy.default_steps, clock=clock,
+                        in_loop=scheduled)
+
+    def _follow_scheduler(self) -> bool:
+        """Patch the scheduler the pipeline holds now if it is not the one followed; True if it was replaced."""
+        current = getattr(self.pipe, "scheduler", None)
+        if current is self.scheduler or current is None:
+            return False
+        self.scheduler = current
+        if self._installed and not any(obj is current for obj, _, _ in self._patched):
+            self._patch_scheduler(current)
+        return True
+
+    # ---- install / remove ------------------------------------------------------------------------------
     def install(self) -> "StackHooks":
         if self._installed:
             return self
@@ -206,8 +185,8 @@ class StackHooks:
         if entry is not None:  # a whole-model compile: the discovery call runs eagerly
             owner, name, eager = entry
             self._patch(owner, name, lambda compiled: gate_eager(compiled, eager, lambda: self.spec is None))
-        self._patch(self.scheduler, "step", self._wrap_step)
-        self._patch(self.scheduler, "set_timesteps", self._wrap_set_timesteps)
+        self.scheduler = self.pipe.scheduler
+        self._patch_scheduler(self.scheduler)
         if hasattr(d, "cache_context"):
             self._patch(d, "cache_context", self._wrap_cache_context)
         self._installed = True
@@ -225,9 +204,9 @@ class StackHooks:
             else:
                 setattr(obj, name, previous)
         self._patched = []
-        self._restore_layout()
+        self._set_layout(Layout.ORIGINAL)
         self._installed = False
-        self._reset_branches()
+        self.strategy.clear()
         self._tap.clear()
 
     def __enter__(self) -> "StackHooks":
@@ -242,26 +221,33 @@ class StackHooks:
         self._patched.append((obj, name, previous))
         setattr(obj, name, _Patched(obj, name, previous, wrapper(getattr(obj, name))))
 
-    def _wrap_step(self, original):
-        @functools.wraps(original)
+    def _patch_scheduler(self, scheduler) -> None:
+        self._patch(scheduler, "step", lambda original: self._wrap_step(original, scheduler))
+        self._patch(scheduler, "set_timesteps", lambda original: self._wrap_set_timesteps(original, scheduler))
+
+    def _wrap_step(self, original, owner):
+        @functools.wraps(original)  # pipelines read step()'s signature (eta, generator)
         def step(*args, **kwargs):
+            if owner is not self.scheduler:  # a scheduler the pipeline no longer holds
+                return original(*args, **kwargs)
+            self.strategy.stepping(args, kwargs)
             out = original(*args, **kwargs)
-            self.clock.stepped()
-            done = self.state.step + 1  # a second step() in the same denoising step reports nothing new
-            if self.on_step is not None and self._report is not None and self._report.calls and done > self._notified:
-                self._notified = done
+            call = self.call
+            if call.clock is not None:
+                call.clock.stepped()
+            done = call.step + 1  # a second step() in the same denoising step reports nothing new
+            if self.on_step is not None and call.report is not None and call.report.calls and done > call.notified:
+                call.notified = done
                 self.on_step(done)
             return out
         return step
 
-    def _wrap_set_timesteps(self, original):
+    def _wrap_set_timesteps(self, original, owner):
         @functools.wraps(original)
         def set_timesteps(*args, **kwargs):
             out = original(*args, **kwargs)
-            self.clock.timesteps_set()
-            self.begin_call(self.clock.steps)
-            self.clock.timesteps_set()  # begin_call restarted the clock: keep the schedule just set
-            self._in_loop = True
+            if owner is self.scheduler:
+                self.start_call(scheduled=True)
             return out
         return set_timesteps
 
@@ -277,103 +263,79 @@ class StackHooks:
                 self._context = previous
         return cache_context
 
-    def begin_call(self, steps: int | None = None) -> None:
-        """Start a new pipeline call (the scheduler's `set_timesteps` calls this too)."""
-        if self._report is not None and self._report.calls == 0:
-            self.reports.pop()
-            self._drop_call()
-        self.reset(steps)
-        self._start_call()
-        self._report = CallReport(self._steps or 0)
-        self.reports.append(self._report)
-
-    # ---- per call ----------------------------------------------------------------------------------------
+    # ---- per denoiser call -------------------------------------------------------------------------------
     def _before_call(self, module, args, kwargs):
-        if self._report is None:
-            self.begin_call()
+        replaced = getattr(self.pipe, "scheduler", None) not in (None, self.scheduler)
+        if replaced or not self.call.started:
+            self.start_call(scheduled=replaced)
         self._tap.clear()
-        st = self.state
-        if self.gated and not self._in_loop:
-            st.current = None  # called before the denoising loop (a text connector): not as a denoiser
+        call = self.call
+        call.current = self._locate(kwargs, args)
+        if call.current is None:
             return None
-        x = next((v for v in (*args, *kwargs.values()) if torch.is_tensor(v) and v.is_floating_point()), None)
-        batch = x.shape[0] if x is not None else 1
-        self._batch, self._sig = batch, (tuple(x.shape) if x is not None else ())
-        step, new = self.clock.locate(self.pipe, kwargs, (self._context,) if self._context else ())
-        if self.gated and self._steps and step >= self._steps:
-            st.current = None  # called after the last step (a vocoder): not as a denoiser
-            return None
-        if new:
-            st.new_step(step, self.clock.position)
-        a = self._assign(batch)
-        self._located(step)
-        st.current = a
-        self.last_mode = a.mode
         if self.spec is None:
-            st.computing = True
+            call.computing = True
             self._observation = Observation(self.denoiser).__enter__()
             return None
-        st.computing = self._decide(a, batch)
-        self._prepare(a, st.computing)
-        self._apply_layout("compute" if st.computing else "skip")
+        call.computing = self.strategy.decide(call.plan, call)
+        self.strategy.prepare(call, self._tap)
+        self._set_layout(Layout.COMPUTE if call.computing else Layout.SKIP)
         return None
 
+    def _locate(self, kwargs: dict, args: tuple) -> Assignment | None:
+        """Where this denoiser call is (step, branches), the call's plan and report at its first call; None
+        when the call is not a denoiser call of the loop (a gated model called around it)."""
+        call, gated = self.call, self.config.gated
+        if gated and not call.in_loop:
+            return None  # called before the denoising loop (a text connector): not as a denoiser
+        x = next((v for v in (*args, *kwargs.values()) if torch.is_tensor(v) and v.is_floating_point()), None)
+        call.batch, call.sig = (x.shape[0], tuple(x.shape)) if x is not None else (1, ())
+        step, new = call.clock.locate(self.pipe, kwargs, (self._context,) if self._context else ())
+        if gated and call.steps and step >= call.steps:
+            return None  # called after the last step (a vocoder): not as a denoiser
+        call.step = step
+        if new:
+            self.calls.restart((step, call.clock.position))
+        a = self.strategy.assign(self.pipe, self._context, call.batch, self.calls.n)
+        if call.plan is None:
+            call.plan = self.strategy.plan(call.steps, begin=step)
+            if call.plan.warning:
+                warn(call.plan.warning, self.warnings)
+        if call.report is None:
+            call.report = CallReport(call.steps or 0)
+            self.reports.append(call.report)
+            self.strategy.opened(call.report)
+        if call.plan.uncovered(step) and step not in call.report.uncovered:
+            call.report.uncovered.append(step)  # computed: the curves say nothing about this step
+        return a
+
     def _after_call(self, module, args, kwargs, output):
+        call = self.call
         try:
             if self.spec is None and self._observation is not None:
                 obs, self._observation = self._observation, None
                 obs.__exit__(None, None, None)
                 if output is not None:  # the call succeeded
-                    self.spec = analyse(obs, self.denoiser_name)
-                    self._residual_from_observation(obs)
+                    self.spec = analyse(obs, self.denoiser_name, call.batch)
+                    self.strategy.residual(call, observed_residual(obs, self.spec), self.spec)
         finally:
-            self._restore_layout()
+            self._set_layout(Layout.ORIGINAL)
             residual = self._tap.out
             self._tap.clear()
-        if residual is not None and output is not None:
-            self._on_residual(residual)
-        st = self.state
-        if output is not None and st.current is not None:
-            self._report.note(tuple(self.prefix + lb for lb in st.current.labels), st.step, st.computing)
-            st.call_in_step += 1
+        self.strategy.output(call, output)
+        if output is None or call.current is None:
+            return None
+        if residual is not None:
+            self.strategy.residual(call, residual, self.spec)
+        call.report.note(tuple(self.prefix + lb for lb in call.current.labels), call.step, call.computing)
+        self.calls.n += 1
         return None
 
-    def _residual_from_observation(self, obs: Observation) -> None:
-        spec = self.spec
-        first, last = spec.segments[0], spec.segments[-1]
-        head = next(c for c in obs.calls if c.path == first.path)
-        tail = [c for c in obs.calls if c.path == last.path][-1]
-        main = tail.outputs[0 if last.main_output is None else last.main_output]
-        entry = head.inputs[first.main_input]
-        spec.batch_axis = batch_axis(tuple(entry.shape), self._batch)
-        self._on_residual(residual_of(main, entry, (spec.image_start, spec.image_tail), spec.token_axis))
-
-    # ---- layouts -----------------------------------------------------------------------------------------
-    def _build_layouts(self) -> None:
-        spec, d = self.spec, self.denoiser
-        originals = {s.path: d.get_submodule(s.path) for s in spec.segments}
-        compute = {}
-        for i, s in enumerate(spec.segments):
-            blocks = list(originals[s.path])
-            first, last = i == 0, i == len(spec.segments) - 1
-            if first and last and len(blocks) == 1:
-                blocks[0] = Probe(blocks[0], self._tap, spec, True, True)
-            else:
-                if first:
-                    blocks[0] = Probe(blocks[0], self._tap, spec, True, False)
-                if last:
-                    blocks[-1] = Probe(blocks[-1], self._tap, spec, False, True)
-            compute[s.path] = nn.ModuleList(blocks)
-        skip = {s.path: nn.ModuleList() for s in spec.segments[:-1]}
-        skip[spec.segments[-1].path] = nn.ModuleList([Replay(self._tap, spec, self.forecasting)])
-        self._layouts = {"original": originals, "compute": compute, "skip": skip}
-
-    def _apply_layout(self, name: str) -> None:
+    def _set_layout(self, layout: Layout) -> None:
+        if self.spec is None or layout is self.call.layout and layout is Layout.ORIGINAL:
+            return
         if not self._layouts:
-            self._build_layouts()
-        for path, ml in self._layouts[name].items():
+            self._layouts = build_layouts(self.denoiser, self.spec, self._tap, self.strategy.forecasting)
+        for path, ml in self._layouts[layout].items():
             set_submodule(self.denoiser, path, ml)
-
-    def _restore_layout(self) -> None:
-        if self._layouts:
-            self._apply_layout("original")
+        self.call.layout = layout

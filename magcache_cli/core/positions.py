@@ -53,14 +53,11 @@ def _nearest(schedule: list[float], value: float, lower: int) -> int | None:
 
 
 class StepClock:
-    """The step position of the denoiser calls of one pipeline call, read from `scheduler`."""
+    """The step position of the denoiser calls of one pipeline call of `steps` steps (None: learn it from the
+    schedule), read from `scheduler`. One clock per pipeline call."""
 
-    def __init__(self, scheduler):
+    def __init__(self, scheduler, steps: int | None = None):
         self.scheduler = scheduler
-        self.start(None)
-
-    def start(self, steps: int | None) -> None:
-        """A new pipeline call of `steps` steps (None: learn it from `set_timesteps`)."""
         self.steps = steps
         self.step = 0
         self._raw: int | None = None
@@ -69,10 +66,10 @@ class StepClock:
         self._located = False
         self._timesteps: list[float] | None = None
         self._scales: tuple[float, ...] = (1.0,)
-        self.order = max(1, int(getattr(self.scheduler, "order", 1) or 1))
+        self.order = max(1, int(getattr(scheduler, "order", 1) or 1))
 
-    def timesteps_set(self) -> None:
-        """Read the full schedule right after the scheduler's `set_timesteps`."""
+    def read_schedule(self) -> "StepClock":
+        """Read the full schedule the scheduler's `set_timesteps` made (and its step count, when it says)."""
         s = self.scheduler
         ts = getattr(s, "timesteps", None)
         self.order = max(1, int(getattr(s, "order", 1) or 1))
@@ -84,6 +81,7 @@ class StepClock:
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 n = math.ceil(len(self._timesteps) / self.order)
         self.steps = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else self.steps
+        return self
 
     @property
     def position(self) -> int | None:

@@ -1,9 +1,9 @@
 """The modules that stand in the stack's block lists for one call, and the one object they share with the hooks.
 
-* on a computed call, the first block of the stack is wrapped by a `_Probe` that keeps a reference to the
+* on a computed call, the first block of the stack is wrapped by a `Probe` that keeps a reference to the
   stack's input, and the last by one that subtracts it from the stack's output: one subtraction per call,
   nothing per block;
-* on a skipped call, the block lists of the stack are replaced by a single `_Replay` that returns the stack's
+* on a skipped call, the block lists of the stack are replaced by a single `Replay` that returns the stack's
   input plus the branch's cached residual, in the last block's output structure; with a forecast (`forecast.py`),
   plus `weight · delta` as well, where the weight is a 0-dim tensor so that it changes without recompiling.
 
@@ -13,10 +13,20 @@ proxies exchange tensors with the hooks through one `Tap` and hold only constant
 
 from __future__ import annotations
 
+from enum import Enum
+
 import torch
 from torch import nn
 
-from magcache_cli.core.stacks import StackSpec, bind_inputs
+from magcache_cli.core.stacks import Observation, StackSpec, bind_inputs
+
+
+class Layout(Enum):
+    """Which block lists the stack holds during a denoiser call (`build_layouts`)."""
+
+    ORIGINAL = "original"  # the model's own lists: between calls, and on the discovery call
+    COMPUTE = "compute"  # the blocks, first and last wrapped by probes that take the residual
+    SKIP = "skip"  # one replay module: stack input + cached residual
 
 
 class Tap:
@@ -113,3 +123,33 @@ class Replay(nn.Module):
         if self._out_single:
             return main
         return tuple(main if k == "@main" else None if k is None else bound.get(k) for k in self._out_spec)
+
+
+def build_layouts(denoiser: nn.Module, spec: StackSpec, tap: Tap, forecast: bool) -> dict[Layout, dict[str, nn.Module]]:
+    """Per layout, the module each block list path of the stack holds: the originals; the originals with the
+    first and last block wrapped by probes; empty lists with one replay in the last."""
+    originals = {s.path: denoiser.get_submodule(s.path) for s in spec.segments}
+    compute = {}
+    for i, s in enumerate(spec.segments):
+        blocks = list(originals[s.path])
+        first, last = i == 0, i == len(spec.segments) - 1
+        if first and last and len(blocks) == 1:
+            blocks[0] = Probe(blocks[0], tap, spec, True, True)
+        else:
+            if first:
+                blocks[0] = Probe(blocks[0], tap, spec, True, False)
+            if last:
+                blocks[-1] = Probe(blocks[-1], tap, spec, False, True)
+        compute[s.path] = nn.ModuleList(blocks)
+    skip = {s.path: nn.ModuleList() for s in spec.segments[:-1]}
+    skip[spec.segments[-1].path] = nn.ModuleList([Replay(tap, spec, forecast)])
+    return {Layout.ORIGINAL: originals, Layout.COMPUTE: compute, Layout.SKIP: skip}
+
+
+def observed_residual(obs: Observation, spec: StackSpec) -> torch.Tensor:
+    """The stack's residual on the observed (discovery) call, as a probe would have taken it."""
+    first, last = spec.segments[0], spec.segments[-1]
+    head = next(c for c in obs.calls if c.path == first.path)
+    tail = [c for c in obs.calls if c.path == last.path][-1]
+    main = tail.outputs[0 if last.main_output is None else last.main_output]
+    return residual_of(main, head.inputs[first.main_input], (spec.image_start, spec.image_tail), spec.token_axis)

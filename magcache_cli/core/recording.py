@@ -1,91 +1,84 @@
-"""Calibration: hooks that run every step and record, per guidance branch and step, the magnitude-ratio
+"""Calibration: the strategy of hooks that run every step and record, per guidance branch and step, the magnitude-ratio
 statistics of the stack's residual; and `branch_curves`, which turns the records of many runs into curves."""
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from magcache_cli.core.branches import Assignment, assign_observed
+from magcache_cli.core.calls import CallPlan, CallState, StepCalls
 from magcache_cli.core.distributed import sequence_group, sharded_residual_stats
-from magcache_cli.core.hooks import StackHooks, StepCalls
-from magcache_cli.core.proxies import branch_rows
+from magcache_cli.core.hooks import HookConfig, StackHooks
+from magcache_cli.core.proxies import Tap, branch_rows
 from magcache_cli.core.report import CallReport
 from magcache_cli.core.rule import residual_stats
+from magcache_cli.core.stacks import StackSpec, unwrap_compiled
 from magcache_cli.errors import MagCacheError
+from magcache_cli.types import GuidanceMode
 
 # per pipeline call: label -> step -> (mean ratio, std of the per-token ratio, mean cosine distance)
 Record = dict[str, dict[int, tuple[float, float, float]]]
 
 
-class RecordingHooks(StackHooks):
-    """Computes every step (outputs unchanged) and records residual statistics per branch in `records`.
+class Recording:
+    """The calibration strategy (`Strategy` in hooks.py): computes every step (outputs unchanged) and records
+    residual statistics per branch, one `Record` per pipeline call in `records` (beside the hooks' reports).
 
     Batched guidance is labelled by batch half, `[uncond | cond]` (`cat([negative, positive])`). Some pipelines
     batch `[positive, negative]` (Z-Image, Lumina-Next): `cond_first` says so, read off the guidance itself
     (`guidance_order`), and the profile's branches are then named and ordered `[cond | uncond]`."""
 
-    def __init__(self, pipe, denoiser_name: str = "transformer", expected_batch: int | None = None,
-                 prefix: str = "", calls: StepCalls | None = None, gated: bool = False):
+    forecasting = False
+    default_steps = None
+
+    def __init__(self, expected_batch: int | None = None, prefix: str = "", denoiser=None):
+        self.expected_batch = expected_batch  # images per call: a denoiser batch of twice that is batched guidance
+        self.prefix = prefix  # of the record's labels (those of the hooks' reports)
+        self.denoiser = denoiser  # whose sequence diffusers' context parallelism may split
         self.records: list[Record] = []
+        self.last_mode = GuidanceMode.SEQUENTIAL  # of the last labelled call
         self._prev: dict[str, torch.Tensor] = {}
-        self._expected_batch = expected_batch
         self._halves: tuple[torch.Tensor, torch.Tensor] | None = None
         self._votes: list[bool] = []
-        super().__init__(pipe, denoiser_name, prefix, calls, gated)
 
     @property
     def cond_first(self) -> bool:
         """Batched guidance put the conditional half first (a majority of the steps that could tell)."""
         return 2 * sum(self._votes) > len(self._votes)
 
-    def _after_call(self, module, args, kwargs, output):
-        a = self.state.current
-        out = super()._after_call(module, args, kwargs, output)
-        self._halves = _output_halves(output) if a is not None and a.mode == "batched" else None
-        return out
-
-    def _wrap_step(self, original):
-        wrapped = super()._wrap_step(original)
-
-        @functools.wraps(original)  # pipelines read step()'s signature (eta, generator)
-        def step(*args, **kwargs):
-            halves, self._halves = self._halves, None
-            pred = args[0] if args else kwargs.get("model_output")
-            if halves is not None and torch.is_tensor(pred):
-                vote = guidance_order(halves[0], halves[1], pred)
-                if vote is not None:
-                    self._votes.append(vote == "cond_first")
-            return wrapped(*args, **kwargs)
-        return step
-
-    def _reset_branches(self) -> None:
+    def clear(self) -> None:
         self._prev = {}
 
-    def _start_call(self) -> None:
+    def opened(self, report: CallReport) -> None:
         self.records.append({})
 
-    def _drop_call(self) -> None:
-        self.records.pop()
+    def plan(self, steps: int | None, begin: int) -> CallPlan:
+        return CallPlan(steps, begin)  # every call computes
 
-    def _assign(self, batch: int) -> Assignment:
+    def assign(self, pipe, context: str | None, batch: int, call_index: int) -> Assignment:
         # batched guidance doubles the batch the caller asked for; without that number, trust the pipeline's flag
-        if self._expected_batch:
-            batched = batch == 2 * self._expected_batch
+        if self.expected_batch:
+            batched = batch == 2 * self.expected_batch
         else:
-            flagged = bool(getattr(self.pipe, "do_classifier_free_guidance", False)) and not self._context
-            batched = batch % 2 == 0 and (flagged or self._context == "cond_uncond")
-        return assign_observed(self._context, batch, self.state.call_in_step, batched)
+            flagged = bool(getattr(pipe, "do_classifier_free_guidance", False)) and not context
+            batched = batch % 2 == 0 and (flagged or context == "cond_uncond")
+        a = assign_observed(context, batch, call_index, batched)
+        self.last_mode = a.mode
+        return a
 
-    def _on_residual(self, residual: torch.Tensor) -> None:
-        a = self.state.current
-        record = self.records[-1]
+    def decide(self, plan: CallPlan, call: CallState) -> bool:
+        return True
+
+    def prepare(self, call: CallState, tap: Tap) -> None:
+        pass
+
+    def residual(self, call: CallState, residual: torch.Tensor, spec: StackSpec) -> None:
+        a, record = call.current, self.records[-1]
         # under context parallelism this rank holds a slice of the sequence: the statistics are those of all
         # tokens, from every rank's per-token moments (the same numbers on every rank)
         group = sequence_group(self.denoiser)
         for label, rows in zip(a.labels, a.rows):
-            r = branch_rows(residual, rows, self.spec.batch_axis, self._batch)
+            r = branch_rows(residual, rows, spec.batch_axis, call.batch)
             prev = self._prev.get(label)
             if prev is None or prev.shape != r.shape:
                 stats = (1.0, 0.0, 0.0)
@@ -93,8 +86,33 @@ class RecordingHooks(StackHooks):
                 stats = sharded_residual_stats(prev, r, group)
             else:
                 stats = residual_stats(prev, r)
-            record.setdefault(self.prefix + label, {})[self.state.step] = stats
+            record.setdefault(self.prefix + label, {})[call.step] = stats
             self._prev[label] = r
+
+    def output(self, call: CallState, output) -> None:
+        batched = call.current is not None and call.current.mode == GuidanceMode.BATCHED
+        self._halves = _output_halves(output) if batched else None
+
+    def stepping(self, args: tuple, kwargs: dict) -> None:
+        halves, self._halves = self._halves, None
+        pred = args[0] if args else kwargs.get("model_output")
+        if halves is not None and torch.is_tensor(pred):
+            vote = guidance_order(halves[0], halves[1], pred)
+            if vote is not None:
+                self._votes.append(vote == "cond_first")
+
+    def held_bytes(self) -> dict[str, int]:
+        return {}
+
+    def skip_warnings(self, who: str) -> list[str]:
+        return []
+
+
+def RecordingHooks(pipe, denoiser_name: str = "transformer", expected_batch: int | None = None, prefix: str = "",
+                   calls: StepCalls | None = None, gated: bool = False) -> StackHooks:
+    """Calibration hooks on `pipe`'s `denoiser_name`: `StackHooks` with a `Recording` strategy."""
+    strategy = Recording(expected_batch, prefix, unwrap_compiled(getattr(pipe, denoiser_name)))
+    return StackHooks(pipe, strategy, HookConfig(denoiser_name, prefix, gated), calls)
 
 
 def _output_halves(output) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -73,7 +73,7 @@ def simulate(
     curves: Mapping[str, Sequence[float]],
     steps: int,
     settings: SkipSettings,
-    policy: str = "joint",
+    policy: BranchPolicy | str = BranchPolicy.JOINT,
     present: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, list[bool]]:
     """Which steps each branch computes (True) or skips (False) at `steps` steps.
@@ -142,7 +142,7 @@ def simulate(
             )
         skip_all = all(may_skip.values())
         for label in here:
-            skip = skip_all if policy == "joint" else may_skip[label]
+            skip = skip_all if policy == BranchPolicy.JOINT else may_skip[label]
             if skip:
                 computed[label].append(False)
             else:
@@ -228,7 +228,7 @@ def rescale_window(active: Sequence[int] | None, cal_steps: int, steps: int) -> 
 
 
 def simulate_window(curves: Mapping[str, Sequence[float]], steps: int, settings: SkipSettings,
-                    policy: str = "joint", window: tuple[int, int] | None = None,
+                    policy: BranchPolicy | str = BranchPolicy.JOINT, window: tuple[int, int] | None = None,
                     present: Mapping[str, tuple[int, int]] | None = None) -> dict[str, list[bool]]:
     """`simulate` restricted to the steps [start, stop) of a denoiser that runs only there (two-expert
     pipelines): the rule, retention included, applies to that window as if it were a run of its own;
@@ -243,19 +243,24 @@ def simulate_window(curves: Mapping[str, Sequence[float]], steps: int, settings:
     return {label: [True] * start + inner[label] + [True] * (steps - stop) for label in curves}
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunPlan:
-    """What `run` mode needs: the profile's curves and the skip settings."""
+    """What `run` mode needs: the profile's curves and the skip settings (choices given as their words are
+    parsed into their enums)."""
 
     curves: dict[str, list[float]]
-    guidance_mode: str
+    guidance_mode: GuidanceMode
     settings: SkipSettings
-    policy: str = "joint"
+    policy: BranchPolicy = BranchPolicy.JOINT
     steps: int | None = None  # steps the curves were measured at
     active: list[int] | None = None  # [start, stop) calibration steps this denoiser runs; None: all
     # [start, stop) calibration steps of a branch that runs on fewer steps than its denoiser (a guider's
     # extra pass, e.g. skip-layer guidance's `cond_skip`)
     branch_active: dict[str, list[int]] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "guidance_mode", GuidanceMode.parse(self.guidance_mode, "guidance_mode"))
+        object.__setattr__(self, "policy", BranchPolicy.parse(self.policy, "branch_policy"))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -284,7 +289,7 @@ class RunPlan:
         return {label: rescale_window(a, self.steps or steps, steps) for label, a in (self.branch_active or {}).items()}
 
 
-def effective_policy(guidance_mode: str, policy: str) -> BranchPolicy:
+def effective_policy(guidance_mode: GuidanceMode | str, policy: BranchPolicy | str) -> BranchPolicy:
     """The branch policy a run really follows: batched guidance is always joint (one pass serves both branches,
     so they cannot skip on different steps)."""
     if guidance_mode == GuidanceMode.BATCHED:

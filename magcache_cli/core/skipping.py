@@ -9,66 +9,56 @@ from __future__ import annotations
 import torch
 
 from magcache_cli.core.branches import Assignment, assign_profiled
+from magcache_cli.core.calls import CallPlan, CallState, StepCalls
 from magcache_cli.core.forecast import ResidualCache
-from magcache_cli.core.hooks import StackHooks, StepCalls
+from magcache_cli.core.hooks import HookConfig, StackHooks
+from magcache_cli.core.proxies import Tap
+from magcache_cli.core.report import CallReport
 from magcache_cli.core.rule import RunPlan
-from magcache_cli.log import warn
+from magcache_cli.core.stacks import StackSpec
 
 
-class SkippingHooks(StackHooks):
-    """Skips the stack on the steps the plan's schedule marks, per branch; one cached residual per branch, two
-    with a forecast (`plan.settings.forecast` > 0)."""
+class Skipping:
+    """The cached-run strategy (`Strategy` in hooks.py): skips the stack on the steps the plan's schedule marks,
+    per branch; one cached residual per branch, two with a forecast (`plan.settings.forecast` > 0)."""
 
-    def __init__(self, pipe, denoiser_name: str, plan: RunPlan, prefix: str = "", calls: StepCalls | None = None,
-                 gated: bool = False):
-        self.plan = plan
+    def __init__(self, plan: RunPlan):
+        self.run_plan = plan
         self._cache = ResidualCache(plan.settings.forecast)
         self.forecasting = self._cache.forecast > 0
+        self.default_steps = plan.steps
         self._cache_sig: dict[str, tuple] = {}  # main input shape of the call that cached each residual
-        self._schedule: dict[str, list[bool]] | None = None
-        self._covered: tuple[int, int] = (0, 0)
         self.missed: dict[str, int] = {}  # why passes the schedule skipped were computed, and how often
-        super().__init__(pipe, denoiser_name, prefix, calls, gated)
 
-    def _default_steps(self) -> int | None:
-        return self.plan.steps
-
-    def _reset_branches(self) -> None:
+    def clear(self) -> None:
         self._cache.clear()
         self._cache_sig = {}
-        self._schedule = None
 
-    def held_bytes(self) -> dict[str, int]:
-        """Bytes of residuals held between calls, per branch key (`uncond+cond` for a batched call)."""
-        return self._cache.held_bytes()
+    def opened(self, report: CallReport) -> None:
+        pass
 
-    def _located(self, step: int) -> None:
-        """The first call of a pipeline call fixes the schedule: its position is where the run begins."""
-        plan = self.plan
-        if self._schedule is None:
-            steps = self._steps = self._steps or plan.steps
-            if plan.steps and steps != plan.steps:
-                msg = f"calibration.steps: profile measured at {plan.steps} steps, running {steps} (curves resampled)"
-                warn(msg, self.warnings)
-            self._schedule, _ = plan.schedule(steps, begin=step)
-            self._covered = plan.covered(steps)
-        start, stop = self._covered
-        if not start <= step < stop and step not in self._report.uncovered:
-            self._report.uncovered.append(step)  # computed: the curves say nothing about this step
+    def plan(self, steps: int | None, begin: int) -> CallPlan:
+        """The schedule of a call of `steps` steps whose first denoiser call is at `begin` (where the run
+        begins), the positions the curves cover, and a warning when the curves are resampled."""
+        plan = self.run_plan
+        steps = steps or plan.steps
+        warning = None
+        if plan.steps and steps != plan.steps:
+            warning = f"calibration.steps: profile measured at {plan.steps} steps, running {steps} (curves resampled)"
+        schedule, _ = plan.schedule(steps, begin=begin)
+        return CallPlan(steps, begin, schedule, plan.covered(steps), warning)
 
-    def _assign(self, batch: int) -> Assignment:
-        return assign_profiled(self._context, batch, self.state.call_in_step, self.plan.guidance_mode,
-                               self.plan.labels)
+    def assign(self, pipe, context: str | None, batch: int, call_index: int) -> Assignment:
+        return assign_profiled(context, batch, call_index, self.run_plan.guidance_mode, self.run_plan.labels)
 
-    def _decide(self, a: Assignment, batch: int) -> bool:
-        sched = self._schedule
-        step = self.state.step
-        if step >= len(next(iter(sched.values()))) or any(sched[label][step] for label in a.labels):
+    def decide(self, plan: CallPlan, call: CallState) -> bool:
+        a = call.current
+        if plan.computes(call.step, a.labels):
             return True
         # scheduled to skip: only with a residual cached by a call of the same input layout
         if self._cache.last(a.key) is None:
             return self._miss("no residual was cached for the branch")
-        if self._cache_sig.get(a.key) != self._sig:
+        if self._cache_sig.get(a.key) != call.sig:
             return self._miss("the call's input shape differs from the call that cached the residual")
         return False
 
@@ -76,22 +66,38 @@ class SkippingHooks(StackHooks):
         self.missed[reason] = self.missed.get(reason, 0) + 1
         return True
 
-    def skip_warnings(self) -> list[str]:
+    def prepare(self, call: CallState, tap: Tap) -> None:
+        key = call.current.key
+        if call.computing:
+            self._cache.begin_compute(key)
+            return
+        r, delta, weight = self._cache.replay(key, call.step)
+        tap.residual = r
+        if self.forecasting:  # always both tensors: the compiled skip layout has one graph whatever the weight
+            tap.delta = r if delta is None else delta
+            tap.weight = torch.full((), weight, dtype=torch.float32, device=r.device)
+
+    def residual(self, call: CallState, residual: torch.Tensor, spec: StackSpec) -> None:
+        key = call.current.key
+        self._cache.store(key, residual, call.step)
+        self._cache_sig[key] = call.sig
+
+    def output(self, call: CallState, output) -> None:
+        pass
+
+    def stepping(self, args: tuple, kwargs: dict) -> None:
+        pass
+
+    def held_bytes(self) -> dict[str, int]:
+        """Bytes of residuals held between calls, per branch key (`uncond+cond` for a batched call)."""
+        return self._cache.held_bytes()
+
+    def skip_warnings(self, who: str) -> list[str]:
         """One line per reason a pass the schedule skipped was computed instead (never silently)."""
-        who = self.prefix.rstrip(".") or self.denoiser_name
         return [f"{who}: {n} pass(es) scheduled to skip were computed: {reason}" for reason, n in self.missed.items()]
 
-    def _prepare(self, a: Assignment, computing: bool) -> None:
-        if computing:
-            self._cache.begin_compute(a.key)
-            return
-        r, delta, weight = self._cache.replay(a.key, self.state.step)
-        self._tap.residual = r
-        if self.forecasting:  # always both tensors: the compiled skip layout has one graph whatever the weight
-            self._tap.delta = r if delta is None else delta
-            self._tap.weight = torch.full((), weight, dtype=torch.float32, device=r.device)
 
-    def _on_residual(self, residual: torch.Tensor) -> None:
-        key = self.state.current.key
-        self._cache.store(key, residual, self.state.step)
-        self._cache_sig[key] = self._sig
+def SkippingHooks(pipe, denoiser_name: str, plan: RunPlan, prefix: str = "", calls: StepCalls | None = None,
+                  gated: bool = False) -> StackHooks:
+    """Cached-run hooks on `pipe`'s `denoiser_name`: `StackHooks` with a `Skipping` strategy."""
+    return StackHooks(pipe, Skipping(plan), HookConfig(denoiser_name, prefix, gated), calls)

@@ -51,10 +51,10 @@ class StackSpec:
     out_single: bool  # the last block returns a bare tensor
     image_start: int  # first image token inside the last block's main output (at calibration)
     image_tail: int  # tokens after the image tokens inside that output (at calibration)
-    notes: list[str] = field(default_factory=list)
     # axis of the stack's main stream that holds the samples: 0 for [B, S, H] and for flattened (B*N, F, C)
-    # or per-frame (B*F, N, C) rows, 1 for sequence-first [S, B, H] blocks; set from the observed call
+    # or per-frame (B*F, N, C) rows, 1 for sequence-first [S, B, H] blocks (`batch_axis`, from the observed call)
     batch_axis: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def token_axis(self) -> int:
@@ -309,8 +309,9 @@ def _feeders(rest: list[list[_Call]], head: _Call, main_in: torch.Tensor) -> lis
     return found
 
 
-def analyse(obs: Observation, denoiser_name: str = "transformer") -> StackSpec:
-    """Read the stack off an observed forward pass (see the module docstring)."""
+def analyse(obs: Observation, denoiser_name: str = "transformer", batch: int = 1) -> StackSpec:
+    """Read the stack off an observed forward pass of a denoiser call of `batch` samples (see the module
+    docstring); the batch size locates the stack stream's batch axis, and so its token axis."""
     segs = [s for s in _segments(obs.calls) if all(c.streams for c in s)]
     if not segs:
         seen = ", ".join(obs.list_paths) or "none"
@@ -347,8 +348,11 @@ def analyse(obs: Observation, denoiser_name: str = "transformer") -> StackSpec:
     entry = first.inputs[specs[0].main_input]
     exit_ = last.outputs[specs[-1].main_output or 0]
     start = sum(joins)
-    tail = exit_.shape[1] - start - entry.shape[1]
-    if tail < 0 or exit_.shape[0] != entry.shape[0] or exit_.shape[2:] != entry.shape[2:]:
+    axis = batch_axis(tuple(entry.shape), batch)
+    tokens = 0 if axis == 1 else 1
+    tail = exit_.shape[tokens] - start - entry.shape[tokens]
+    others = [d for d in range(entry.dim()) if d != tokens]
+    if tail < 0 or exit_.dim() != entry.dim() or any(exit_.shape[d] != entry.shape[d] for d in others):
         raise StackNotFoundError(
             f"stack {' → '.join(s.path for s in specs)} changes the shape of its main stream "
             f"({tuple(entry.shape)} → {tuple(exit_.shape)})",
@@ -370,4 +374,4 @@ def analyse(obs: Observation, denoiser_name: str = "transformer") -> StackSpec:
         notes.append(f"{first.path} is called in turns with other block lists and its block {first.index} starts "
                      f"the stack found; the hooks wrap the list's first and last block, so the span cached runs "
                      f"from {first.path}[0]'s input to its last block's output")
-    return StackSpec(specs, first.names, last.names, out_spec, last.single, start, tail, notes)
+    return StackSpec(specs, first.names, last.names, out_spec, last.single, start, tail, axis, notes)

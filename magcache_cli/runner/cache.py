@@ -6,7 +6,8 @@ from typing import Any
 
 from magcache_cli.core import rule as ratios
 from magcache_cli.core.branches import denoiser_prefix
-from magcache_cli.core.hooks import StepCalls
+from magcache_cli.core.calls import StepCalls
+from magcache_cli.core.hooks import StackHooks
 from magcache_cli.core.report import CallReport, merge_reports
 from magcache_cli.core.skipping import SkippingHooks
 from magcache_cli.core.stacks import find_denoisers
@@ -72,13 +73,19 @@ class MagCache:
                                    calls=calls, gated=k > 0)
                      for k, (n, _) in enumerate(denoisers) if n in plans]
 
+    def start_call(self, steps: int | None = None) -> None:
+        """A pipeline call of `steps` steps starts now (the runner's call start; without it the scheduler's
+        `set_timesteps` or the first denoiser call starts it)."""
+        for h in self._all:
+            h.start_call(steps)
+
     @property
-    def hooks(self) -> SkippingHooks:
+    def hooks(self) -> StackHooks:
         """The hooks of the first denoiser (the only one, except in two-expert pipelines)."""
         return self._all[0]
 
     @property
-    def all_hooks(self) -> list[SkippingHooks]:
+    def all_hooks(self) -> list[StackHooks]:
         return list(self._all)
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -12,7 +13,8 @@ import torch
 
 from magcache_cli.core.branches import denoiser_prefix, finalize_labels
 from magcache_cli.core.distributed import Exchange, local_exchange
-from magcache_cli.core.hooks import StepCalls
+from magcache_cli.core.calls import StepCalls
+from magcache_cli.core.hooks import StackHooks
 from magcache_cli.core.recording import RecordingHooks, branch_curves
 from magcache_cli.core.rule import few_step_note
 from magcache_cli.core.stacks import StackSpec, find_denoisers
@@ -28,8 +30,9 @@ from magcache_cli.profile.schema import (
     config_fingerprint,
 )
 from magcache_cli.profile.validate import validated
-from magcache_cli.runner.inputs import split_call_args
+from magcache_cli.runner.inputs import prompt_seed_pairs, split_call_args
 from magcache_cli.runner.shard import CalibrationRuns
+from magcache_cli.types import GuidanceMode
 from magcache_cli.version import __version__
 
 # Scheduler config keys that shape the timesteps (kept in the profile's provenance).
@@ -104,30 +107,32 @@ def generator_for(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
-def _branches(used: list[RecordingHooks]) -> tuple[dict[str, BranchCurves], list[str], str]:
+def _branches(used: list[StackHooks]) -> tuple[dict[str, BranchCurves], list[str], GuidanceMode]:
     """Profile branches, stack paths and guidance mode from the hooks of the models that denoised.
 
     A model whose provisional labels repeat an earlier model's is an expert that takes over for part of the
     steps (Wan 2.2's `transformer_2`): its branches are `<name>.<branch>`, with their own window. A model with
     labels of its own ran other passes of the same steps (Ideogram 4's `unconditional_transformer` makes the
     second call of every step): its branches join the first model's, named by the shared call order."""
-    shared: list[tuple[RecordingHooks, dict]] = []
-    experts: list[tuple[RecordingHooks, dict]] = []
+    shared: list[tuple[StackHooks, dict]] = []
+    experts: list[tuple[StackHooks, dict]] = []
     seen: set[str] = set()
     for h in used:
-        curves = branch_curves(h.records, h.reports)
+        curves = branch_curves(h.strategy.records, h.reports)
         (experts if shared and seen & set(curves) else shared).append((h, curves))
         seen |= set(curves)
     groups = [("", shared)] + [(denoiser_prefix(used.index(h), h.denoiser_name), [(h, c)]) for h, c in experts]
-    branches, stack_paths, guidance_mode = {}, [], "none"
+    branches, stack_paths, guidance_mode = {}, [], GuidanceMode.NONE
     for k, (prefix, members) in enumerate(groups):
         curves = {label: c for _, cs in members for label, c in cs.items()}
         local = list(curves)
-        renames, mode = finalize_labels(local, members[0][0].last_mode)
+        recording = members[0][0].strategy
+        renames, mode = finalize_labels(local, recording.last_mode)
         if k == 0:
             guidance_mode = mode
-        order = [x for x in ("uncond", "cond") if x in local] if mode == "batched" else local
-        if mode == "batched" and members[0][0].cond_first and set(order) == {"uncond", "cond"}:
+        batched = mode == GuidanceMode.BATCHED
+        order = [x for x in ("uncond", "cond") if x in local] if batched else local
+        if batched and recording.cond_first and set(order) == {"uncond", "cond"}:
             renames = {"uncond": "cond", "cond": "uncond"}  # the halves were named by position: [cond | uncond]
         for label in order:
             branches[prefix + renames[label]] = BranchCurves(**curves[label])
@@ -174,55 +179,98 @@ def calibrate(
         raise MagCacheError("no prompt given", hint="pass at least one prompt (`prompts`)")
     if not seeds:
         raise MagCacheError("no seed given", hint="pass at least one seed (`seeds`)")
-    denoisers = find_denoisers(pipe)
-    name, denoiser = denoisers[0]
-    per_prompt = call_kwargs.get("num_images_per_prompt") or call_kwargs.get("num_videos_per_prompt") or 1
-    # one set of hooks per model that may denoise, sharing the per-step call order (see `_branches`)
-    calls = StepCalls()
-    all_hooks = [RecordingHooks(pipe, n, expected_batch=int(per_prompt), calls=calls, gated=k > 0)
-                 for k, (n, _) in enumerate(denoisers)]
+    job = _Job(pipe, call_kwargs, plain_args, provenance, components, model_id, revision, dtype, device, defaults)
+    all_hooks = recording_hooks(pipe, call_kwargs)
     all_hooks[0].on_step = on_step
-    outputs, wall = [], 0.0
     shares = CalibrationRuns(exchange or local_exchange(), all_hooks)
-    ran: list[tuple[str, int]] = []
-    done = [(0, 0)] * len(all_hooks)  # each hook's (records, reports) after the last finished run
+    done = _Done(all_hooks)
+    total = len(prompts) * len(seeds)
     try:
         with ExitStack() as stack:
             for h in all_hooks:
                 stack.enter_context(h)
-            for i, (prompt, seed) in shares.runs([(p, s) for p in prompts for s in seeds]):
-                if on_run:
-                    on_run(i, prompt, seed)
-                for h in all_hooks:
-                    h.begin_call(call_kwargs.get("num_inference_steps"))
-                t0 = time.perf_counter()
-                out = pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs)
-                wall += time.perf_counter() - t0
-                if keep_outputs:
-                    outputs.append(out)
-                ran.append((prompt, seed))
-                done = [(len(h.records), len(h.reports)) for h in all_hooks]
+            for _, pair, out, wall in each_call(pipe, shares.runs(prompt_seed_pairs(prompts, seeds)), call_kwargs,
+                                                on_run, lambda: [h.start_call(job.steps) for h in all_hooks]):
+                done.add(pair, out if keep_outputs else None, wall)
     except KeyboardInterrupt:
-        if not keep_partial or not ran or (exchange is not None and exchange.info.distributed):
+        if not keep_partial or not done.pairs or (exchange is not None and exchange.info.distributed):
             raise
-        for h, (n_records, n_reports) in zip(all_hooks, done):  # forget the interrupted run
-            del h.records[n_records:], h.reports[n_reports:]
-        total = len(prompts) * len(seeds)
-        result = _result(pipe, denoiser, all_hooks, list(dict.fromkeys(p for p, _ in ran)),
-                         list(dict.fromkeys(s for _, s in ran)), call_kwargs, plain_args, provenance, components,
-                         model_id, revision, dtype, device, defaults, wall, len(ran), outputs,
-                         source=f"interrupted calibration: {len(ran)} of {total} runs (prompt × seed, prompt-major) "
-                                f"finished; the curves are their means")
-        raise CalibrationInterrupted(result, len(ran), total) from None
-    wall = shares.merge(wall)
-    return _result(pipe, denoiser, all_hooks, prompts, seeds, call_kwargs, plain_args, provenance, components,
-                   model_id, revision, dtype, device, defaults, wall, len(prompts) * len(seeds), outputs)
+        done.forget_interrupted()
+        result = _result(job, all_hooks, list(dict.fromkeys(p for p, _ in done.pairs)),
+                         list(dict.fromkeys(s for _, s in done.pairs)), done.wall, len(done.pairs), done.outputs,
+                         source=f"interrupted calibration: {len(done.pairs)} of {total} runs (prompt × seed, "
+                                "prompt-major) finished; the curves are their means")
+        raise CalibrationInterrupted(result, len(done.pairs), total) from None
+    return _result(job, all_hooks, prompts, seeds, shares.merge(done.wall), total, done.outputs)
 
 
-def _result(pipe, denoiser, all_hooks, prompts, seeds, call_kwargs, plain_args, provenance, components, model_id,
-            revision, dtype, device, defaults, wall, runs, outputs, source: str | None = None) -> CalibrationResult:
+def recording_hooks(pipe, call_kwargs: dict[str, Any]) -> list[StackHooks]:
+    """One set of recording hooks per model that may denoise, sharing the per-step call order (`_branches`)."""
+    per_prompt = call_kwargs.get("num_images_per_prompt") or call_kwargs.get("num_videos_per_prompt") or 1
+    calls = StepCalls()
+    return [RecordingHooks(pipe, n, expected_batch=int(per_prompt), calls=calls, gated=k > 0)
+            for k, (n, _) in enumerate(find_denoisers(pipe))]
+
+
+def each_call(pipe, runs: Iterable[tuple[int, tuple[str, int]]], call_kwargs: dict[str, Any],
+              on_run: Callable[[int, str, int], None] | None, start_call: Callable[[], Any] | None = None,
+              ) -> Iterator[tuple[int, tuple[str, int], Any, float]]:
+    """Call the pipeline once per `(index, (prompt, seed))` of `runs`: `on_run` first, then `start_call()` (the
+    hooks' call start), and yield `(index, (prompt, seed), output, seconds the pipeline call took)`."""
+    for i, (prompt, seed) in runs:
+        if on_run:
+            on_run(i, prompt, seed)
+        if start_call:
+            start_call()
+        t0 = time.perf_counter()
+        out = pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs)
+        yield i, (prompt, seed), out, time.perf_counter() - t0
+
+
+@dataclass
+class _Job:
+    """What a calibration records besides its curves."""
+
+    pipe: Any
+    call_kwargs: dict[str, Any]
+    plain_args: dict[str, Any]
+    provenance: list[InputFile]
+    components: dict[str, str] | None
+    model_id: str
+    revision: str | None
+    dtype: str | None
+    device: str | None
+    defaults: dict[str, Any] | None
+
+    @property
+    def steps(self) -> int | None:
+        return self.call_kwargs.get("num_inference_steps")
+
+
+class _Done:
+    """The finished runs of a calibration: their pairs, outputs, pipeline time, and each hook's records and
+    reports after the last of them (to forget an interrupted run)."""
+
+    def __init__(self, hooks: list[StackHooks]):
+        self.hooks, self.pairs, self.outputs, self.wall = hooks, [], [], 0.0
+        self._sizes = [(0, 0)] * len(hooks)
+
+    def add(self, pair: tuple[str, int], output: Any, wall: float) -> None:
+        self.wall += wall
+        if output is not None:
+            self.outputs.append(output)
+        self.pairs.append(pair)
+        self._sizes = [(len(h.strategy.records), len(h.reports)) for h in self.hooks]
+
+    def forget_interrupted(self) -> None:
+        for h, (n_records, n_reports) in zip(self.hooks, self._sizes):
+            del h.strategy.records[n_records:], h.reports[n_reports:]
+
+
+def _result(job: _Job, all_hooks, prompts, seeds, wall, runs, outputs, source: str | None = None) -> CalibrationResult:
     """The profile (and summary) from the hooks' records of the runs that finished."""
     used = [h for h in all_hooks if any(r.calls for r in h.reports)]
+    pipe, kw, denoiser = job.pipe, job.call_kwargs, all_hooks[0].denoiser
     if not used:
         raise MagCacheError(f"{type(pipe).__name__} never called its transformer",
                             hint="check the call arguments (e.g. `num_inference_steps`) and that the pipeline denoises")
@@ -230,23 +278,22 @@ def _result(pipe, denoiser, all_hooks, prompts, seeds, call_kwargs, plain_args, 
     steps = len(next(iter(branches.values())).ratios)
     config = dict(getattr(denoiser, "config", {}) or {})
     profile = validated(Profile(
-        model=ModelInfo(id=model_id, revision=revision, pipeline_class=type(pipe).__name__,
+        model=ModelInfo(id=job.model_id, revision=job.revision, pipeline_class=type(pipe).__name__,
                         transformer_class=type(denoiser).__name__, config_fingerprint=config_fingerprint(config),
-                        stack=stack_paths, components=dict(components or {})),
+                        stack=stack_paths, components=dict(job.components or {})),
         scheduler=scheduler_info(pipe.scheduler),
         calibration=Calibration(
-            steps=steps, guidance_mode=guidance_mode, guidance_scale=call_kwargs.get("guidance_scale"),
-            height=call_kwargs.get("height"), width=call_kwargs.get("width"),
-            num_frames=call_kwargs.get("num_frames"), negative_prompt=call_kwargs.get("negative_prompt"),
-            call_args={k: v for k, v in plain_args.items() if k not in CALL_KEYS},
-            inputs=provenance,
-            prompts=list(prompts), seeds=[int(s) for s in seeds], dtype=dtype, device=device,
+            steps=steps, guidance_mode=guidance_mode.value, guidance_scale=kw.get("guidance_scale"),
+            height=kw.get("height"), width=kw.get("width"),
+            num_frames=kw.get("num_frames"), negative_prompt=kw.get("negative_prompt"),
+            call_args={k: v for k, v in job.plain_args.items() if k not in CALL_KEYS},
+            inputs=job.provenance,
+            prompts=list(prompts), seeds=[int(s) for s in seeds], dtype=job.dtype, device=job.device,
             created=datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
             versions=versions()),
         branches=branches,
-        defaults=Defaults(**{**DEFAULTS, **(defaults or {})}),
+        defaults=Defaults(**{**DEFAULTS, **(job.defaults or {})}),
         source=source,
     ))
     calls = sum(r.calls for h in used for r in h.reports)
     return CalibrationResult(profile, used[0].spec, wall, runs, calls, outputs)
-

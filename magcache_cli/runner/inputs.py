@@ -220,3 +220,9 @@ def drop_unaccepted(args: dict[str, Any], accepted: set[str] | None, source: str
     kept = {k: v for k, v in args.items() if k in accepted}
     notes = [f"{source}: {k} dropped (this pipeline does not take it)" for k in args if k not in accepted]
     return kept, notes
+
+
+def prompt_seed_pairs(prompts: list[str], seeds: list[int]) -> list[tuple[str, int]]:
+    """The runs of prompts × seeds, prompt-major (every seed of the first prompt, then of the next): the one
+    order calibration, runs, comparisons and output names follow."""
+    return [(p, s) for p in prompts for s in seeds]

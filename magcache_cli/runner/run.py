@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -15,7 +14,8 @@ from magcache_cli.log import warn
 from magcache_cli.profile.plan import settings_from
 from magcache_cli.profile.schema import Profile
 from magcache_cli.runner.cache import MagCache, call_warnings
-from magcache_cli.runner.calibrate import generator_for
+from magcache_cli.runner.calibrate import each_call
+from magcache_cli.runner.inputs import prompt_seed_pairs
 
 
 @dataclass
@@ -138,63 +138,66 @@ def run(
     the prompt × seed runs is generated (`prompts_seeds`, `indices`). `on_output(i, output)` gets each output as soon as it exists
     (so a caller can save it before a later run fails); `i` is its index in the whole prompt × seed list.
     """
-    exchange = exchange or local_exchange()
-    pairs, indices = [], []
-    outputs, wall = [], 0.0
+    runs = (exchange or local_exchange()).sharded(prompt_seed_pairs(prompts, seeds))
     steps = int(call_kwargs.get("num_inference_steps") or (profile.calibration.steps if profile else 0))
+    done = _Done(on_output)
     if no_cache or profile is None:
         counter = _CallCounter([m for _, m in find_denoisers(pipe)])
         try:
-            for i, (prompt, seed) in exchange.sharded([(p, s) for p in prompts for s in seeds]):
-                if on_run:
-                    on_run(i, prompt, seed)
-                t0 = time.perf_counter()
-                outputs.append(pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs))
-                wall += time.perf_counter() - t0
-                pairs.append((prompt, seed))
-                indices.append(i)
-                if on_output:
-                    on_output(i, outputs[-1])
+            for i, pair, out, wall in each_call(pipe, runs, call_kwargs, on_run):
+                done.add(i, pair, out, wall)
         finally:
             counter.remove()
-        return RunResult(steps, {}, counter.calls, counter.calls, wall, outputs, pairs, indices=indices,
-                         notes=[n for n in [ratios.few_step_note(steps)] if n])
+        return RunResult(steps, {}, counter.calls, counter.calls, done.wall, done.outputs, done.pairs,
+                         indices=done.indices, notes=[n for n in [ratios.few_step_note(steps)] if n])
     settings = settings or settings_from(profile)
     cache = MagCache(pipe, profile, settings, policy, force)
     cache.hooks.on_step = on_step
     with cache:
-        for i, (prompt, seed) in exchange.sharded([(p, s) for p in prompts for s in seeds]):
-            if on_run:
-                on_run(i, prompt, seed)
-            for h in cache.all_hooks:
-                h.begin_call(call_kwargs.get("num_inference_steps"))
-            t0 = time.perf_counter()
-            outputs.append(pipe(prompt=prompt, generator=generator_for(seed), **call_kwargs))
-            wall += time.perf_counter() - t0
-            pairs.append((prompt, seed))
-            indices.append(i)
-            if on_output:
-                on_output(i, outputs[-1])
+        for i, pair, out, wall in each_call(pipe, runs, call_kwargs, on_run,
+                                            lambda: cache.start_call(call_kwargs.get("num_inference_steps"))):
+            done.add(i, pair, out, wall)
+    return _cached_result(cache, profile, call_kwargs, steps, done)
+
+
+class _Done:
+    """The finished runs: outputs (each handed to `on_output` as soon as it exists), pairs, indices, time."""
+
+    def __init__(self, on_output: Callable[[int, Any], None] | None):
+        self.on_output, self.outputs, self.pairs, self.indices, self.wall = on_output, [], [], [], 0.0
+
+    def add(self, index: int, pair: tuple[str, int], output: Any, wall: float) -> None:
+        self.outputs.append(output)
+        self.wall += wall
+        self.pairs.append(pair)
+        self.indices.append(index)
+        if self.on_output:
+            self.on_output(index, output)
+
+
+def _cached_result(cache: MagCache, profile: Profile, call_kwargs: dict[str, Any], steps: int,
+                   done: _Done) -> RunResult:
     reports = cache.reports
-    schedule = _schedule_of(reports[0]) if reports else {}
-    windows = {h.denoiser_name: r.window for h in cache.all_hooks for r in h.reports[-1:] if r.window}
+    windows = {h.denoiser_name: h.call.report.window for h in cache.all_hooks
+               if h.call.report is not None and h.call.report.window}
     warnings = _warnings(cache, profile, call_kwargs)
     if reports and (uncovered := uncovered_warning(reports, profile)):
         warn(uncovered, warnings)
+    steps = reports[0].steps if reports else steps
     return RunResult(
-        steps=reports[0].steps if reports else steps,
-        schedule=schedule,
+        steps=steps,
+        schedule=_schedule_of(reports[0]) if reports else {},
         transformer_calls=sum(r.computed_calls for r in reports),
         total_calls=sum(r.calls for r in reports),
-        wall_s=wall,
-        outputs=outputs,
-        prompts_seeds=pairs,
+        wall_s=done.wall,
+        outputs=done.outputs,
+        prompts_seeds=done.pairs,
         reports=reports,
         stack=cache.hooks.spec,
         warnings=warnings,
         windows=windows,
-        notes=[n for n in [ratios.few_step_note(reports[0].steps if reports else steps)] if n],
-        settings=settings,
-        policy=effective_policy(profile.calibration.guidance_mode, policy),
-        indices=indices,
+        notes=[n for n in [ratios.few_step_note(steps)] if n],
+        settings=cache.settings,
+        policy=effective_policy(profile.calibration.guidance_mode, cache.policy),
+        indices=done.indices,
     )

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 import torch
 
 from magcache_cli.core.distributed import Exchange, RankInfo
-from magcache_cli.core.recording import Record, RecordingHooks
+from magcache_cli.core.hooks import StackHooks
+from magcache_cli.core.recording import Record
 from magcache_cli.core.report import CallReport
 from magcache_cli.errors import DistributedError
 
@@ -24,14 +25,14 @@ T = TypeVar("T")
 class CalibrationRuns:
     """This rank's calibration runs, and the merge of every rank's records into single-process order.
 
-    Recording hooks keep one record and one report per pipeline call. After each run the new entries that
-    saw denoiser calls are set aside with the run's global index (entries without calls carry no data: the
-    hooks drop them themselves at the next call). `merge` gathers all ranks' entries and puts them back into
-    every hook in global run order, so `branch_curves` averages exactly the same numbers in the same order as
-    one process would: the profile is the single-process profile, not a mean of per-rank means.
+    Recording hooks keep one record and one report per pipeline call that reached the denoiser. After each run
+    the new entries that saw denoiser calls are set aside with the run's global index. `merge` gathers all
+    ranks' entries and puts them back into every hook in global run order, so `branch_curves` averages exactly
+    the same numbers in the same order as one process would: the profile is the single-process profile, not a
+    mean of per-rank means.
     """
 
-    def __init__(self, exchange: Exchange, hooks: Sequence[RecordingHooks]):
+    def __init__(self, exchange: Exchange, hooks: Sequence[StackHooks]):
         self.exchange = exchange
         self.hooks = list(hooks)
         self._sharded = exchange.split.distributed
@@ -47,25 +48,24 @@ class CalibrationRuns:
     def _keep(self, index: int) -> None:
         for k, h in enumerate(self.hooks):
             start = self._done[k]
-            for rec, rep in zip(h.records[start:], h.reports[start:]):
+            for rec, rep in zip(h.strategy.records[start:], h.reports[start:]):
                 if rep.calls:
                     self._kept[k].append((index, rec, rep))
-            # a trailing entry without calls is dropped by the hooks at the next call: look at its slot again
-            self._done[k] = len(h.reports) - (1 if h.reports and not h.reports[-1].calls else 0)
+            self._done[k] = len(h.reports)
 
     def merge(self, wall_s: float) -> float:
         """Every rank's runs into every hook (global order); returns the job's pipeline time (slowest rank)."""
         if not self._sharded:
             return wall_s
-        found = [(h.spec, h.last_mode) if any(r.calls for r in h.reports) else None for h in self.hooks]
+        found = [(h.spec, h.strategy.last_mode) if any(r.calls for r in h.reports) else None for h in self.hooks]
         parts = self.exchange.gather((self._kept, wall_s, found))
         for k, h in enumerate(self.hooks):
             entries = sorted((e for kept, _, _ in parts for e in kept[k]), key=lambda e: e[0])  # stable per run
-            h.records[:] = [rec for _, rec, _ in entries]
+            h.strategy.records[:] = [rec for _, rec, _ in entries]
             h.reports[:] = [rep for _, _, rep in entries]
             seen = next((f[k] for _, _, f in parts if f[k] is not None), None)
             if seen is not None and h.spec is None:  # a rank without runs learns the stack from one with
-                h.spec, h.last_mode = seen
+                h.spec, h.strategy.last_mode = seen
         return max(w for _, w, _ in parts)
 
 

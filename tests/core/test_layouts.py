@@ -73,7 +73,7 @@ def test_a_skip_without_a_fitting_residual_is_computed_and_reported(tiny_pipelin
             k = k if i < 2 else doubled(k)
             out = pipe.transformer(**k)[0]
             sched.step(out, t, k["hidden_states"])
-        schedule = h._schedule["main"]  # fixed at the run's first call
+        schedule = h.call.plan.schedule["main"]  # fixed at the run's first call
     # threshold 10, at most 2 skips in a row, no retention: compute, skip, skip, compute, skip, skip
     assert schedule == [True, False, False, True, False, False]
     # step 2 is the first call at batch 2: the residual cached at step 0 (batch 1) does not fit, so it computes

@@ -14,8 +14,7 @@ from magcache_cli.core.positions import StepClock
 
 def drive(scheduler, timesteps, timestep_of=lambda t: t.reshape(1)) -> list[int]:
     """The position each denoiser call is located at, over `timesteps` (a slice of the full schedule)."""
-    clock = StepClock(scheduler)
-    clock.timesteps_set()
+    clock = StepClock(scheduler).read_schedule()
     sample = torch.zeros(1, 4)
     out = []
     for t in timesteps:
