@@ -213,7 +213,7 @@ def make_configs(pipe, profile, args) -> list[Config]:
 
     def calib_enter():
         calib.install()
-        calib.begin_call(args.steps)
+        calib.start_call(args.steps)
 
     def calib_leave(cfg):
         r = calib.reports[-1]

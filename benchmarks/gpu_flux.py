@@ -190,7 +190,7 @@ def magcache_rows(pipe, profile, steps, group, calibrate=True):
 
         def enter():
             hooks.install()
-            hooks.begin_call(steps)
+            hooks.start_call(steps)
 
         rows.append(Row("magcache calibrate", group, enter, lambda: (hooks.remove(), hooks.reports[-1].computed_calls)[1]))
     for thr, k in SETTINGS:

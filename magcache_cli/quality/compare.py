@@ -71,7 +71,7 @@ def _arrays(result: RunResult) -> list[np.ndarray]:
 
 
 class _Clock:
-    """Times each pipeline call of a `replay.run` through its `on_run` callback (called just before each)."""
+    """Times each pipeline call of a `runner.run.run` through its `on_run` callback (called just before each)."""
 
     def __init__(self, on_run: OnRun, label: str):
         self.on_run, self.label, self.stamps = on_run, label, []
