@@ -20,12 +20,14 @@ from magcache_cli.core.report import CallReport
 
 class StepCalls:
     """The denoiser calls made so far at the current schedule position, shared by the hooks of every model of
-    one pipeline: a second model that runs another pass of the same step (Ideogram 4's unconditional
-    transformer) continues the first model's call order, so call order labels its branch as with one model."""
+    one pipeline (`members`): a second model that runs another pass of the same step (Ideogram 4's
+    unconditional transformer) continues the first model's call order, so call order labels its branch as with
+    one model."""
 
     def __init__(self) -> None:
         self.n = 0
         self.position: object = None
+        self.members: list = []  # the hooks sharing it, in the pipeline's denoiser order
 
     def restart(self, position: object) -> None:
         """Call order restarts at a new position; a second model arriving at the same position continues it."""

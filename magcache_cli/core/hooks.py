@@ -107,6 +107,7 @@ class StackHooks:
         self.denoiser: nn.Module = unwrap_compiled(getattr(pipe, config.denoiser_name))
         self.scheduler = pipe.scheduler  # the one the hooks follow: the pipeline's at the last call start
         self.calls = calls or StepCalls()  # shared by the hooks of one pipeline's denoisers
+        self.calls.members.append(self)
         self.call = CallState()
         self.spec: StackSpec | None = None
         self.reports: list[CallReport] = []
@@ -265,9 +266,10 @@ class StackHooks:
 
     # ---- per denoiser call -------------------------------------------------------------------------------
     def _before_call(self, module, args, kwargs):
-        replaced = getattr(self.pipe, "scheduler", None) not in (None, self.scheduler)
-        if replaced or not self.call.started:
-            self.start_call(scheduled=replaced)
+        if getattr(self.pipe, "scheduler", None) not in (None, self.scheduler):
+            self._start_after_swap()
+        elif not self.call.started:
+            self.start_call()
         self._tap.clear()
         call = self.call
         call.current = self._locate(kwargs, args)
@@ -281,6 +283,17 @@ class StackHooks:
         self.strategy.prepare(call, self._tap)
         self._set_layout(Layout.COMPUTE if call.computing else Layout.SKIP)
         return None
+
+    def _start_after_swap(self) -> None:
+        """The pipeline holds another scheduler than the one followed, so this pipeline call's `set_timesteps`
+        went unseen: the first denoiser of the loop starts the call of every denoiser of the pipeline, on the new
+        scheduler with its schedule as set. A gated model called first is called before the loop (LTX-2's
+        text connectors): it only follows the new scheduler."""
+        if self.config.gated:
+            self.start_call()
+            return
+        for h in self.calls.members:
+            h.start_call(scheduled=True)
 
     def _locate(self, kwargs: dict, args: tuple) -> Assignment | None:
         """Where this denoiser call is (step, branches), the call's plan and report at its first call; None

@@ -234,3 +234,17 @@ def test_two_denoisers_share_the_call_order_and_a_gated_one_counts_only_inside_t
     assert second.reports[0].computed == {"call1": [0, 1, 2]}
     assert second.reports[0].calls == 3  # not the calls around the loop
     assert list(second.strategy.records[0]) == ["call1"]
+
+
+def test_after_a_scheduler_swap_the_first_denoiser_of_the_loop_starts_the_call_of_both():
+    """The gated model is called before the loop first (a connector): it must not take the swap for the loop's
+    start; the first model's first loop call starts the call of both, so both count positions 0-2."""
+    pipe = FakePipe(second=True)
+    calls = StepCalls()
+    first = RecordingHooks(pipe, "transformer", calls=calls)
+    second = RecordingHooks(pipe, "transformer_2", calls=calls, gated=True)
+    with first, second:
+        pipe.scheduler = FakeScheduler()
+        pipe(steps=3, around=True)
+    assert first.reports[0].computed == {"call0": [0, 1, 2]} and first.reports[0].steps == 3
+    assert second.reports[0].computed == {"call1": [0, 1, 2]} and second.reports[0].calls == 3
