@@ -22,7 +22,7 @@ from magcache_cli.profile.schema import (
     SchedulerInfo,
 )
 from magcache_cli.profile.validate import validated
-from magcache_cli.types import ExportFormat, PadMode
+from magcache_cli.types import ExportFormat, GuidanceMode, PadMode
 
 PAD_MODES = PadMode.values()
 
@@ -83,9 +83,9 @@ def split_ratios(
         raise UsageError("`uncond_first` only applies to an `interleaved` list", hint="add `interleaved=True`")
     if pad not in PAD_MODES:
         raise UsageError(f"unknown `pad` {pad!r}", hint=f"use one of {', '.join(PAD_MODES)}")
-    if interleaved and guidance_mode == "none":
+    if interleaved and guidance_mode == GuidanceMode.NONE:
         raise UsageError("an interleaved cond/uncond list needs guidance", hint="use `guidance_mode=sequential` or `guidance_mode=batched`")
-    if not interleaved and guidance_mode == "sequential":
+    if not interleaved and guidance_mode == GuidanceMode.SEQUENTIAL:
         raise UsageError("sequential guidance needs one curve per branch",
                          hint="pass the interleaved cond/uncond list with `interleaved=True`")
     k = 2 if interleaved else 1
@@ -117,7 +117,7 @@ def split_ratios(
         return {"main": padded}, k * (pad == "add")
     first, second = padded[0::2], padded[1::2]
     cond, uncond = (second, first) if uncond_first else (first, second)
-    curves = {"uncond": uncond, "cond": cond} if guidance_mode == "batched" else {"cond": cond, "uncond": uncond}
+    curves = {"uncond": uncond, "cond": cond} if guidance_mode == GuidanceMode.BATCHED else {"cond": cond, "uncond": uncond}
     return curves, k * (pad == "add")
 
 
