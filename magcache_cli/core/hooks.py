@@ -21,7 +21,6 @@ Removing the hooks restores the original modules and methods exactly.
 
 from __future__ import annotations
 
-import copy
 import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,14 +31,12 @@ from torch import nn
 
 from magcache_cli.core.branches import Assignment, context_label
 from magcache_cli.core.calls import CallPlan, CallState, StepCalls
+from magcache_cli.core.patching import Patches
 from magcache_cli.core.positions import StepClock
 from magcache_cli.core.proxies import Layout, Tap, build_layouts, observed_residual
 from magcache_cli.core.report import CallReport
 from magcache_cli.core.stacks import Observation, StackSpec, analyse, set_submodule, unwrap_compiled
 from magcache_cli.log import warn
-
-_MISSING = object()
-
 
 class Strategy(Protocol):
     """What a kind of hooks decides: how calls are labelled, what a pipeline call computes, what a computed
@@ -72,29 +69,6 @@ class HookConfig:
     gated: bool = False
 
 
-class _Patched:
-    """A wrapped method set on one instance. A deep copy of that instance gets the method it had before the
-    hooks, never the wrapper: LTX-2 copies its scheduler for the audio stream with `copy.deepcopy` after the
-    hooks are installed, and a copied wrapper would step (and count) the original scheduler a second time."""
-
-    def __init__(self, owner, name: str, previous, wrapped):
-        # name and docstring only: merging `wrapped.__dict__` (which `functools.wraps` filled from an earlier
-        # hook's `_Patched`) would overwrite `_wrapped` and skip this wrapper when two hook sets share a scheduler
-        functools.update_wrapper(self, wrapped, updated=())
-        self._owner_id, self._name, self._previous, self._wrapped = id(owner), name, previous, wrapped
-
-    def __call__(self, *args, **kwargs):
-        return self._wrapped(*args, **kwargs)
-
-    def __deepcopy__(self, memo):
-        if self._previous is not _MISSING:
-            return copy.deepcopy(self._previous, memo)
-        twin = memo.get(self._owner_id)
-        if twin is None:  # copied without its owner: nothing to rebind to
-            return self
-        return getattr(type(twin), self._name).__get__(twin)
-
-
 class StackHooks:
     """Hooks on one denoiser of a pipeline, driven by a `Strategy`. `call` is the current pipeline call's
     state, `reports` one `CallReport` per pipeline call that reached the denoiser.
@@ -117,8 +91,7 @@ class StackHooks:
         self._tap = Tap()
         self._layouts: dict[Layout, dict[str, nn.Module]] = {}
         self._observation: Observation | None = None
-        self._handles: list = []
-        self._patched: list = []
+        self._patches = Patches()
         self._installed = False
 
     @property
@@ -165,7 +138,7 @@ class StackHooks:
         if current is self.scheduler or current is None:
             return False
         self.scheduler = current
-        if self._installed and not any(obj is current for obj, _, _ in self._patched):
+        if self._installed and not self._patches.holds(current):
             self._patch_scheduler(current)
         return True
 
@@ -178,33 +151,25 @@ class StackHooks:
         d = self.denoiser
         # Disabled for dynamo: under a whole-model compile the hooks run as plain Python, never as a graph
         # that would guard on (and recompile for) the step, the branch or the caches.
-        self._handles = [
+        self._patches.hooked(
             d.register_forward_pre_hook(torch.compiler.disable(self._before_call), with_kwargs=True),
             d.register_forward_hook(torch.compiler.disable(self._after_call), with_kwargs=True, always_call=True),
-        ]
+        )
         entry = compiled_entry(getattr(self.pipe, self.denoiser_name))
         if entry is not None:  # a whole-model compile: the discovery call runs eagerly
             owner, name, eager = entry
-            self._patch(owner, name, lambda compiled: gate_eager(compiled, eager, lambda: self.spec is None))
+            self._patches.wrap(owner, name, lambda compiled: gate_eager(compiled, eager, lambda: self.spec is None))
         self.scheduler = self.pipe.scheduler
         self._patch_scheduler(self.scheduler)
         if hasattr(d, "cache_context"):
-            self._patch(d, "cache_context", self._wrap_cache_context)
+            self._patches.wrap(d, "cache_context", self._wrap_cache_context)
         self._installed = True
         return self
 
     def remove(self) -> None:
         if not self._installed:
             return
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-        for obj, name, previous in reversed(self._patched):
-            if previous is _MISSING:
-                vars(obj).pop(name, None)
-            else:
-                setattr(obj, name, previous)
-        self._patched = []
+        self._patches.undo()
         self._set_layout(Layout.ORIGINAL)
         self._installed = False
         self.strategy.clear()
@@ -216,15 +181,9 @@ class StackHooks:
     def __exit__(self, *exc) -> None:
         self.remove()
 
-    def _patch(self, obj, name: str, wrapper) -> None:
-        """Wrap a bound method by an instance attribute; `remove` puts back exactly what was there."""
-        previous = vars(obj).get(name, _MISSING)
-        self._patched.append((obj, name, previous))
-        setattr(obj, name, _Patched(obj, name, previous, wrapper(getattr(obj, name))))
-
     def _patch_scheduler(self, scheduler) -> None:
-        self._patch(scheduler, "step", lambda original: self._wrap_step(original, scheduler))
-        self._patch(scheduler, "set_timesteps", lambda original: self._wrap_set_timesteps(original, scheduler))
+        self._patches.wrap(scheduler, "step", lambda original: self._wrap_step(original, scheduler))
+        self._patches.wrap(scheduler, "set_timesteps", lambda original: self._wrap_set_timesteps(original, scheduler))
 
     def _wrap_step(self, original, owner):
         @functools.wraps(original)  # pipelines read step()'s signature (eta, generator)
