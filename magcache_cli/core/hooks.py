@@ -38,6 +38,7 @@ from magcache_cli.core.report import CallReport
 from magcache_cli.core.stacks import Observation, StackSpec, analyse, set_submodule, unwrap_compiled
 from magcache_cli.log import warn
 
+
 class Strategy(Protocol):
     """What a kind of hooks decides: how calls are labelled, what a pipeline call computes, what a computed
     call's residual is for, what a skipped call replays. Recording and Skipping implement it."""
@@ -123,8 +124,9 @@ class StackHooks:
         the denoising loop's. The scheduler is the one the pipeline holds now (re-patched if replaced)."""
         self._set_layout(Layout.ORIGINAL)  # (always in place between denoiser calls)
         self._follow_scheduler()
-        known = steps if steps is not None else self.call.steps
-        clock = StepClock(self.scheduler, known)
+        if steps is None and scheduled:  # the scheduler may not say: the count this call was started with
+            steps = self.call.steps
+        clock = StepClock(self.scheduler, steps)
         if scheduled:
             clock.read_schedule()
         self.calls.restart(None)
@@ -225,13 +227,14 @@ class StackHooks:
 
     # ---- per denoiser call -------------------------------------------------------------------------------
     def _before_call(self, module, args, kwargs):
-        if getattr(self.pipe, "scheduler", None) not in (None, self.scheduler):
+        held = getattr(self.pipe, "scheduler", None)
+        if held is not None and held is not self.scheduler:
             self._start_after_swap()
         elif not self.call.started:
             self.start_call()
         self._tap.clear()
         call = self.call
-        call.current = self._locate(kwargs, args)
+        call.current = self._locate(args, kwargs)
         if call.current is None:
             return None
         if self.spec is None:
@@ -254,7 +257,7 @@ class StackHooks:
         for h in self.calls.members:
             h.start_call(scheduled=True)
 
-    def _locate(self, kwargs: dict, args: tuple) -> Assignment | None:
+    def _locate(self, args: tuple, kwargs: dict) -> Assignment | None:
         """Where this denoiser call is (step, branches), the call's plan and report at its first call; None
         when the call is not a denoiser call of the loop (a gated model called around it)."""
         call, gated = self.call, self.config.gated
@@ -304,7 +307,7 @@ class StackHooks:
         return None
 
     def _set_layout(self, layout: Layout) -> None:
-        if self.spec is None or layout is self.call.layout and layout is Layout.ORIGINAL:
+        if self.spec is None or layout is self.call.layout:
             return
         if not self._layouts:
             self._layouts = build_layouts(self.denoiser, self.spec, self._tap, self.strategy.forecasting)

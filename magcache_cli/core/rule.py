@@ -105,49 +105,48 @@ def simulate(
         raise ValueError("no curves to simulate")
     ratios = {label: resample(curve, steps) for label, curve in curves.items()}
     retain = retention_steps(settings.retention_ratio, steps)
-
-    acc_ratio = dict.fromkeys(ratios, 1.0)
-    acc_err = dict.fromkeys(ratios, 0.0)
-    acc_steps = dict.fromkeys(ratios, 0)
-    cached = dict.fromkeys(ratios, False)
-    computed: dict[str, list[bool]] = {label: [] for label in ratios}
-
-    def compute(label: str) -> None:
-        computed[label].append(True)
-        cached[label] = True
-        acc_ratio[label], acc_err[label], acc_steps[label] = 1.0, 0.0, 0
-
+    branches = {label: _Branch() for label in ratios}
     spans = {label: (present or {}).get(label, (0, steps)) for label in ratios}
     for i in range(steps):
-        absent = [label for label, (lo, hi) in spans.items() if not lo <= i < hi]
-        for label in absent:
-            computed[label].append(True)
-            cached[label] = False
-            acc_ratio[label], acc_err[label], acc_steps[label] = 1.0, 0.0, 0
-        here = {label: curve for label, curve in ratios.items() if label not in absent}
+        here = [label for label, (lo, hi) in spans.items() if lo <= i < hi]
+        for label in ratios:
+            if label not in here:  # not called: marked computed, nothing cached
+                branches[label].compute(cache=False)
         if i < retain:
             for label in here:
-                compute(label)
+                branches[label].compute()
             continue
-        may_skip = {}
-        for label, curve in here.items():
-            acc_ratio[label] *= curve[i]
-            acc_steps[label] += 1
-            acc_err[label] += abs(1.0 - acc_ratio[label])
-            may_skip[label] = (
-                settings.threshold > 0
-                and acc_err[label] <= settings.threshold
-                and acc_steps[label] <= settings.max_skip_steps
-                and cached[label]
-            )
+        may_skip = {label: branches[label].may_skip(ratios[label][i], settings) for label in here}
         skip_all = all(may_skip.values())
         for label in here:
-            skip = skip_all if policy == BranchPolicy.JOINT else may_skip[label]
-            if skip:
-                computed[label].append(False)
+            if skip_all if policy == BranchPolicy.JOINT else may_skip[label]:
+                branches[label].flags.append(False)
             else:
-                compute(label)
-    return computed
+                branches[label].compute()
+    return {label: b.flags for label, b in branches.items()}
+
+
+class _Branch:
+    """One branch's accumulators in `simulate`, and its computed (True) / skipped flags so far."""
+
+    def __init__(self) -> None:
+        self.flags: list[bool] = []
+        self.cached = False
+        self.ratio, self.err, self.steps = 1.0, 0.0, 0
+
+    def compute(self, cache: bool = True) -> None:
+        """The step computes (or the branch is not called): the accumulators reset."""
+        self.flags.append(True)
+        self.cached = cache
+        self.ratio, self.err, self.steps = 1.0, 0.0, 0
+
+    def may_skip(self, ratio: float, settings: SkipSettings) -> bool:
+        """Accumulate this step's ratio; whether the branch alone could skip it."""
+        self.ratio *= ratio
+        self.steps += 1
+        self.err += abs(1.0 - self.ratio)
+        return (settings.threshold > 0 and self.err <= settings.threshold
+                and self.steps <= settings.max_skip_steps and self.cached)
 
 
 def residual_stats(
