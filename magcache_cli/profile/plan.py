@@ -11,7 +11,7 @@ from magcache_cli.core.branches import split_label
 from magcache_cli.core.rule import RunPlan, effective_policy
 from magcache_cli.errors import BranchError
 from magcache_cli.profile.schema import Profile
-from magcache_cli.types import BranchPolicy, GuidanceMode
+from magcache_cli.types import BranchPolicy
 
 
 def profile_denoisers(profile: Profile) -> list[str]:
@@ -67,7 +67,7 @@ def settings_from(profile: Profile, threshold: float | None = None, max_skip_ste
 
 def passes_per_step(profile: Profile) -> int:
     """Transformer passes one uncached step costs: one per branch for sequential guidance, else 1."""
-    if profile.calibration.guidance_mode != GuidanceMode.SEQUENTIAL:
+    if profile.calibration.guidance_mode != "sequential":
         return 1
     return max(Counter(split_label(label)[0] for label in profile.branches).values())
 
@@ -102,7 +102,7 @@ def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy:
         sim, (start, stop) = plan.schedule(steps)
         flags.update({label_of[name, label]: f for label, f in sim.items()})
         inside = [f[start:stop] for f in sim.values()]
-        if cal.guidance_mode == GuidanceMode.SEQUENTIAL:  # a branch on fewer steps (a guider's extra pass) counts there only
+        if cal.guidance_mode == "sequential":  # a branch on fewer steps (a guider's extra pass) counts there only
             spans = plan.present(steps)
             for label, f in sim.items():
                 lo, hi = spans.get(label, (start, stop))
