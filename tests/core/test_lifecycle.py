@@ -88,6 +88,8 @@ class FakePipe:
         if begin:
             self.scheduler.set_begin_index(begin)
         twin = copy.deepcopy(self.scheduler) if copy_scheduler else None  # LTX-2 steps a copy for its audio
+        if twin is not None:
+            twin.set_timesteps(steps)
         outputs = []
         for t in self.scheduler.timesteps[begin:steps] if set_timesteps else range(steps):
             out = self.transformer(hidden_states=x, timestep=t)
@@ -168,7 +170,7 @@ def test_a_scheduler_replaced_after_install_is_followed():
     assert all(name not in vars(s) for s in (old, pipe.scheduler) for name in ("step", "set_timesteps"))
 
 
-def test_a_deep_copied_scheduler_does_not_count_steps_again():
+def test_a_deep_copied_scheduler_neither_starts_a_call_nor_counts_steps_again():
     pipe = FakePipe()
     done = []
     hooks = RecordingHooks(pipe)
@@ -176,6 +178,7 @@ def test_a_deep_copied_scheduler_does_not_count_steps_again():
     with hooks:
         pipe(steps=4, copy_scheduler=True)
     assert done == [1, 2, 3, 4]
+    assert len(hooks.reports) == 1  # the copy's set_timesteps started nothing
     assert hooks.reports[0].computed == {"call0": [0, 1, 2, 3]}
 
 
