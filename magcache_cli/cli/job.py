@@ -142,6 +142,7 @@ def load(s: Settled, *, one_process: str | None = None) -> Job:
                    strength=i.strength, set_files=s.asked.set_files, pipeline=i.pipeline, component=i.component,
                    model=s.model, revision=opts.revision,
                    profile=s.prof, profile_path=s.profile_path)
+    check_call(s, files)
     pipe, device, dtype = load_pipe(s.model, s.revision, opts, files)
     enable_context_parallel(pipe, ranks)
     apply_compile(pipe, opts.compile_)
@@ -149,6 +150,22 @@ def load(s: Settled, *, one_process: str | None = None) -> Job:
     for note in files.notes:
         console.notice(note)
     return Job(pipe, device, dtype, ranks, files, s.prompts, s.seeds, kwargs, s.model, s.revision)
+
+
+def given_now(s: Settled, files: CallInputs) -> dict[str, Any]:
+    """The call arguments given on this command line: named options, --set, input files."""
+    c = s.call
+    return {**{k: getattr(c, k) for k in NAMED if getattr(c, k) is not None}, **s.asked.call_args,
+            **files.values}  # a --set value of None is passed (--set KEY=null)
+
+
+def check_call(s: Settled, files: CallInputs) -> None:
+    """Before the weights load: every argument given now must be one the pipeline class takes, and each --set
+    value of its type, when the class is known (--pipeline, the profile's, or the weights' model_index.json)."""
+    from magcache_cli.runner.signature import check_call as check
+
+    steps = {} if s.call.steps is None else {"num_inference_steps": s.call.steps}
+    check(files.cls, [*steps, *given_now(s, files)], s.asked.call_args)
 
 
 def load_pipe(model: str, revision: str | None, opts: o.Load, files: CallInputs | None = None):
@@ -179,10 +196,8 @@ def call_kwargs(pipe, s: Settled, files: CallInputs) -> dict[str, Any]:
     from magcache_cli.runner.inputs import drop_unaccepted
     from magcache_cli.runner.loading import build_call_kwargs
 
-    c = s.call
-    now = {**{k: getattr(c, k) for k in NAMED if getattr(c, k) is not None}, **s.asked.call_args,
-           **files.values}  # a --set value of None is passed (--set KEY=null)
-    inherited, steps = {}, c.steps
+    now = given_now(s, files)
+    inherited, steps = {}, s.call.steps
     if s.prof is not None:
         cal = s.prof.calibration
         steps = cal.steps if steps is None else steps
