@@ -46,9 +46,10 @@ def start_ranks(device: str, context_parallel: str | None = None):
     )
     from magcache_cli.runner.loading import resolve_device
     from magcache_cli.runner.shard import ContextParallel, check_context_parallel
+    from magcache_cli.types import Device
 
     info = rank_info()
-    accelerator = resolve_device(device) == "cuda"
+    accelerator = resolve_device(device) == Device.CUDA
     cp = None
     if context_parallel is not None:
         try:

@@ -20,6 +20,7 @@ from magcache_cli.cli import render as console
 from magcache_cli.cli.common import enable_context_parallel, start_ranks
 from magcache_cli.cli.inputs import CallInputs, gather, split_set
 from magcache_cli.errors import UsageError
+from magcache_cli.types import CompileMode
 
 DEMO_MODEL = "builtin:demo"
 DEMO_PROMPTS = ["a handwritten digit three", "a handwritten digit seven"]
@@ -182,7 +183,7 @@ def load_pipe(model: str, revision: str | None, opts: o.Load, files: CallInputs 
 
 def apply_compile(pipe, mode: str) -> None:
     """`--compile`: none, repeated, full, or auto (bare `--compile`: repeated blocks where declared, else full)."""
-    if mode != "none":
+    if mode != CompileMode.NONE:
         from magcache_cli.core.compile import compile_pipeline
 
         compile_pipeline(pipe, mode=mode)

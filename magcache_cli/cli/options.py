@@ -20,10 +20,12 @@ from typing import Annotated, ClassVar, Optional
 
 import typer
 
-from magcache_cli.cli.preflight import DEVICE, SEEDS, UNIT, Check, at_least, finite, one_of
+from magcache_cli.cli.preflight import SEEDS, UNIT, Check, at_least, finite, one_of
 from magcache_cli.types import BranchPolicy as _Policy
 from magcache_cli.types import CompileMode as _CompileMode
+from magcache_cli.types import Device as _Device
 from magcache_cli.types import Dtype as _Dtype
+from magcache_cli.types import RETENTION_RANGE, SKIP_DEFAULTS, THRESHOLD_RANGE
 from magcache_cli.types import Offload as _Offload
 
 
@@ -32,9 +34,9 @@ def choices(enum) -> str:
     return " | ".join(enum.values())
 
 
-THRESHOLD = finite(0.0, example=0.06)
-MAX_SKIP_STEPS = at_least(0, 3)
-RETENTION_RATIO = finite(0.0, 1.0, example=0.2)
+THRESHOLD = finite(THRESHOLD_RANGE, example=SKIP_DEFAULTS["threshold"])
+MAX_SKIP_STEPS = at_least(0, SKIP_DEFAULTS["max_skip_steps"])
+RETENTION_RATIO = finite(RETENTION_RANGE, example=SKIP_DEFAULTS["retention_ratio"])
 
 LOAD = "Model loading"
 CALL = "Pipeline call"
@@ -44,7 +46,7 @@ Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or l
 Revision = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).", rich_help_panel=LOAD)]
 Variant = Annotated[Optional[str], typer.Option(help="Weights variant, e.g. fp16.", rich_help_panel=LOAD)]
 Dtype = Annotated[str, typer.Option(help=f"{choices(_Dtype)} (auto: bf16 on CUDA, fp32 on CPU).", rich_help_panel=LOAD), one_of(_Dtype.values())]
-Device = Annotated[str, typer.Option(help="auto | cuda | mps | cpu.", rich_help_panel=LOAD), DEVICE]
+Device = Annotated[str, typer.Option(help=f"{choices(_Device)}.", rich_help_panel=LOAD), one_of(_Device.values())]
 Offload = Annotated[str, typer.Option(help=f"{choices(_Offload)} CPU offload.", rich_help_panel=LOAD), one_of(_Offload.values())]
 BranchPolicy = Annotated[str, typer.Option(help=f"{choices(_Policy)}. joint: skip a step only when every branch may skip (default). independent: each sequential branch decides alone.", rich_help_panel=SKIP), one_of(_Policy.values())]
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow non-safetensors weights (only for models you trust).", rich_help_panel=LOAD)]
@@ -68,9 +70,9 @@ Threshold = Annotated[Optional[float], typer.Option(help="Accumulated-error thre
 MaxSkipSteps = Annotated[Optional[int], typer.Option(help="Max consecutive skipped steps (K). Default: the profile's.", rich_help_panel=SKIP), MAX_SKIP_STEPS]
 RetentionRatio = Annotated[Optional[float], typer.Option(help="Fraction of first steps never skipped. Default: the profile's.", rich_help_panel=SKIP), RETENTION_RATIO]
 # calibrate has no profile yet: these set the defaults it writes into the new one
-NewThreshold = Annotated[Optional[float], typer.Option("--threshold", help="The profile's default accumulated-error threshold (0 disables skipping). Default: 0.06.", rich_help_panel=SKIP), THRESHOLD]
-NewMaxSkipSteps = Annotated[Optional[int], typer.Option("--max-skip-steps", help="The profile's default max consecutive skipped steps (K). Default: 3.", rich_help_panel=SKIP), MAX_SKIP_STEPS]
-NewRetentionRatio = Annotated[Optional[float], typer.Option("--retention-ratio", help="The profile's default fraction of first steps never skipped. Default: 0.2.", rich_help_panel=SKIP), RETENTION_RATIO]
+NewThreshold = Annotated[Optional[float], typer.Option("--threshold", help=f"The profile's default accumulated-error threshold (0 disables skipping). Default: {SKIP_DEFAULTS['threshold']:g}.", rich_help_panel=SKIP), THRESHOLD]
+NewMaxSkipSteps = Annotated[Optional[int], typer.Option("--max-skip-steps", help=f"The profile's default max consecutive skipped steps (K). Default: {SKIP_DEFAULTS['max_skip_steps']}.", rich_help_panel=SKIP), MAX_SKIP_STEPS]
+NewRetentionRatio = Annotated[Optional[float], typer.Option("--retention-ratio", help=f"The profile's default fraction of first steps never skipped. Default: {SKIP_DEFAULTS['retention_ratio']:g}.", rich_help_panel=SKIP), RETENTION_RATIO]
 Forecast = Annotated[Optional[float], typer.Option(help="A in [0, 1]: a skipped step replays r_c + A·(t−c)/(c−p)·(r_c−r_p) from the branch's last two computed residuals instead of reusing r_c (0 = reuse). Default: the profile's (0 if unset).", rich_help_panel=SKIP), UNIT]
 
 Repeats = Annotated[int, typer.Option("--repeats", help="Wall time: interleaved timed repeats of uncached, cached and fewer steps (after a warm-up); medians are reported.", rich_help_panel=SKIP), at_least(1, 3)]
@@ -101,14 +103,14 @@ class Load:
     model: Model = None
     revision: Revision = None
     variant: Variant = None
-    dtype: Dtype = "auto"
-    device: Device = "auto"
-    offload: Offload = "none"
+    dtype: Dtype = _Dtype.AUTO
+    device: Device = _Device.AUTO
+    offload: Offload = _Offload.NONE
     allow_pickle: AllowPickle = False
     trust_remote_code: TrustRemoteCode = False
     vae_tiling: VaeTiling = False
     vae_slicing: VaeSlicing = False
-    compile_: Compile = "none"
+    compile_: Compile = _CompileMode.NONE
     context_parallel: ContextParallel = None
 
     HIDDEN: ClassVar[tuple[str, ...]] = ()  # fields a command does not offer (they keep their default)
@@ -167,7 +169,7 @@ class Skip:
     max_skip_steps: MaxSkipSteps = None
     retention_ratio: RetentionRatio = None
     forecast: Forecast = None
-    branch_policy: BranchPolicy = "joint"
+    branch_policy: BranchPolicy = _Policy.JOINT
 
 
 @dataclass

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from magcache_cli.errors import ProfileError, UsageError
+from magcache_cli.types import FORECAST_RANGE, SKIP_DEFAULTS, Interval
 
 MAX_PROMPTS_FILE = 16 << 20  # bytes
-DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
 class Check:
@@ -44,18 +44,18 @@ def at_least(low: int, example: int) -> Check:
     return Check(check)
 
 
-def _finite(flag: str, v: Any, low: float | None, below: float | None, example: float) -> None:
+def _finite(flag: str, v: Any, within: Interval | None, example: float) -> None:
     if not math.isfinite(v):
         raise UsageError(f"{flag} {v} is not a finite number",
                          hint=f"pass a number, e.g. {flag} {example:g} (nan and inf are not values)")
-    if (low is not None and v < low) or (below is not None and v >= below):
-        span = f"a finite number >= {low:g}" if below is None else f"a number in [{low:g}, {below:g})"
+    if within is not None and v not in within:
+        span = f"a finite number {within}" if within.high is None else f"a number in {within}"
         raise UsageError(f"{flag} must be {span}, got {v:g}", hint=f"e.g. {flag} {example:g}")
 
 
-def finite(low: float | None = None, below: float | None = None, example: float = 1.0) -> Check:
-    """A finite number, >= `low` and < `below` when given."""
-    return Check(lambda flag, v: _finite(flag, v, low, below, example))
+def finite(within: Interval | None = None, example: float = 1.0) -> Check:
+    """A finite number, in the range `within` when given (types.py declares the ranges)."""
+    return Check(lambda flag, v: _finite(flag, v, within, example))
 
 
 def one_of(choices: tuple[str, ...]) -> Check:
@@ -72,15 +72,14 @@ def _seeds(flag: str, values: Any) -> None:
 
 
 def _unit(flag: str, v: Any) -> None:
-    """A number in [0, 1] (the forecast A)."""
-    _finite(flag, v, 0.0, None, 0.5)
-    if v > 1:
-        raise UsageError(f"{flag} must be in [0, 1], got {v:g}", hint=f"e.g. {flag} 0.5 (0 = reuse)")
+    """The forecast A: a number in [0, 1]."""
+    _finite(flag, v, None, 0.5)
+    if v not in FORECAST_RANGE:
+        raise UsageError(f"{flag} must be in {FORECAST_RANGE}, got {v:g}", hint=f"e.g. {flag} 0.5 (0 = reuse)")
 
 
 SEEDS = Check(_seeds)
 UNIT = Check(_unit)
-DEVICE = one_of(DEVICES)
 
 
 @dataclass
@@ -235,8 +234,7 @@ def storable(calibration: Mapping[str, Any], defaults: Mapping[str, Any]) -> Non
            "calibration": {"guidance_mode": "none", **{k: v for k, v in calibration.items() if v is not None},
                            "steps": steps},
            "branches": {"main": {"ratios": [1.0] * steps}},
-           "defaults": {"threshold": 0.06, "max_skip_steps": 3, "retention_ratio": 0.2,
-                        **{k: v for k, v in defaults.items() if v is not None}}}
+           "defaults": {**SKIP_DEFAULTS, **{k: v for k, v in defaults.items() if v is not None}}}
     try:
         profile_from_dict(doc)
     except ProfileError as e:

@@ -14,6 +14,7 @@ from magcache_cli.cli import preflight
 from magcache_cli.cli import render as console
 from magcache_cli.cli.common import skip_settings
 from magcache_cli.errors import UsageError
+from magcache_cli.types import BranchPolicy, Interval
 from magcache_cli.runner.recovery import atomic_write, write_or_recover
 
 GRID = "Sweep grid"
@@ -104,7 +105,7 @@ class Goal:
 
     min_psnr: Annotated[Optional[float], typer.Option(help="Target: mean PSNR vs uncached, in dB (e.g. 35)."), preflight.finite(example=35)] = None
     min_ssim: Annotated[Optional[float], typer.Option(help="Target: mean SSIM vs uncached (e.g. 0.98)."), preflight.finite(example=0.98)] = None
-    max_lpips: Annotated[Optional[float], typer.Option(help="Target: mean LPIPS vs uncached (needs LPIPS weights offline)."), preflight.finite(0.0, example=0.05)] = None
+    max_lpips: Annotated[Optional[float], typer.Option(help="Target: mean LPIPS vs uncached (needs LPIPS weights offline)."), preflight.finite(Interval(0), example=0.05)] = None
 
     def target(self):
         from magcache_cli.quality.tune import Target
@@ -141,7 +142,7 @@ class Sweep:
 
 @o.command
 def tune(*, profile: TuneProfile, goal: Goal, out: TunedOut = None, force: o.Force = False, dry_run: DryRun = False,
-         show_all: ShowAll = False, sweep: Sweep, branch_policy: o.BranchPolicy = "joint", repeats: o.Repeats = 3,
+         show_all: ShowAll = False, sweep: Sweep, branch_policy: o.BranchPolicy = BranchPolicy.JOINT, repeats: o.Repeats = 3,
          prompts: o.Prompts, call: o.Call, inputs: o.Inputs, load: o.TuneLoad, json_: o.Json = False) -> None:
     """Find the fastest skip settings that meet a quality target, by measurement, and write them.
 
@@ -256,7 +257,7 @@ def schedule(
     threshold: o.Threshold = None,
     max_skip_steps: o.MaxSkipSteps = None,
     retention_ratio: o.RetentionRatio = None,
-    branch_policy: o.BranchPolicy = "joint",
+    branch_policy: o.BranchPolicy = BranchPolicy.JOINT,
     sweep: Annotated[bool, typer.Option("--sweep", help="A table over thresholds instead of one schedule.")] = False,
     thresholds: Annotated[Optional[str], typer.Option(help="Thresholds for --sweep, comma-separated. Default: 0.02,0.04,0.06,0.08,0.12,0.16,0.24,0.32,0.48.")] = None,
     json_: o.Json = False,
