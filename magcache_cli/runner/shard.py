@@ -11,8 +11,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import torch
-
 from magcache_cli.core.distributed import Exchange, RankInfo
 from magcache_cli.core.recording import Record, RecordingHooks
 from magcache_cli.core.report import CallReport
@@ -152,7 +150,3 @@ def enable_context_parallel(pipe: Any, cp: ContextParallel, denoisers: Sequence[
             raise DistributedError(f"{type(module).__name__} has no context-parallel plan in diffusers",
                                    hint="run it without context parallelism (prompts and seeds still split)")
         module.enable_parallelism(config=ContextParallelConfig(ring_degree=cp.ring, ulysses_degree=cp.ulysses))
-
-
-def accelerator_available() -> bool:
-    return torch.cuda.is_available()
