@@ -99,7 +99,7 @@ def warm_up(pipe, prompt: str, call_kwargs: dict[str, Any]) -> None:
         profile=None, no_cache=True)
 
 
-def reference(pipe, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any], on_run: OnRun = None,
+def reference(pipe, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any], *, on_run: OnRun = None,
               warmup: bool = True, lpips: tuple | None = None) -> Reference:
     """Run the uncached pipeline once per prompt × seed; every later measurement reuses these outputs."""
     scorer, note = lpips or lpips_scorer()
@@ -217,7 +217,7 @@ def compare(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_k
     medians. `repeats=0` keeps the medians of the quality runs instead. With a forecast (`settings.forecast` >
     0) the same schedule also runs with plain reuse (quality only), to show what the forecast adds.
     """
-    ref = reference(pipe, prompts, seeds, call_kwargs, on_run)
+    ref = reference(pipe, prompts, seeds, call_kwargs, on_run=on_run)
     measured, res = cached(pipe, profile, ref, prompts, seeds, call_kwargs, settings, policy, on_run, force)
     reuse = None
     if settings.forecast > 0:
