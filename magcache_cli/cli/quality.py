@@ -14,8 +14,8 @@ from magcache_cli.cli import preflight
 from magcache_cli.cli import render as console
 from magcache_cli.cli.common import skip_settings
 from magcache_cli.errors import UsageError
-from magcache_cli.types import BranchPolicy, Interval
 from magcache_cli.runner.recovery import atomic_write, write_or_recover
+from magcache_cli.types import BranchPolicy, Interval
 
 GRID = "Sweep grid"
 
@@ -307,6 +307,6 @@ def _pred_json(pred: dict) -> dict:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the quality commands to the main app (called from cli._register_subcommands)."""
+    """Add the quality commands to the main app (cli/app.py)."""
     app.command("tune")(tune)
     app.command("schedule")(schedule)

@@ -4,7 +4,6 @@ components the weights do not include (a ControlNet), and the call arguments a p
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import Any
 
