@@ -225,6 +225,9 @@ def command(fn):
         else:
             default = inspect.signature(fn).parameters[name].default
             flat.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind))
+    twice = sorted({p.name for p in flat if [q.name for q in flat].count(p.name) > 1})
+    if twice:  # two groups (or a group and the command) declare the same option
+        raise TypeError(f"{fn.__name__}: {', '.join(twice)} declared more than once")
     rules = [(p.name, flag_of(p.name, p.annotation), _checks(p.annotation)) for p in flat]
 
     @functools.wraps(fn)

@@ -91,3 +91,10 @@ def test_command_spreads_a_group_in_place_and_rebuilds_it():
     assert options == ["--first", "--size", "--name", "--last"]  # the group's flags where it stands; no --secret
     r = runner.invoke(app, ["toy", "--size", "0"])
     assert r.exit_code != 0 and "--size must be >= 1, got 0" in str(r.exception) and len(seen) == 1
+
+
+def test_an_option_declared_twice_is_refused_when_the_command_is_built():
+    with pytest.raises(TypeError, match="toy: size declared more than once"):
+        @o.command
+        def toy(*, knobs: Knobs, size: Annotated[int, typer.Option(help="Again.")] = 1) -> None:
+            pass
