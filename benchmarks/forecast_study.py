@@ -95,7 +95,7 @@ def rows_at_budgets(pipe, prof, prompts, seeds, kwargs) -> dict:
     flags = next(iter(predict(prof, steps, defaults).flags.values()))  # joint: every branch alike
     fit = forecast_fit(uncached_residuals(pipe, cal.prompts, cal.seeds, kwargs, mode), flags)
     a_fit = round(sum(fit.values()) / len(fit), 3)
-    ref = quality.reference(pipe, prof, prompts, seeds, kwargs)
+    ref = quality.reference(pipe, prompts, seeds, kwargs)
     pairs = [("reuse (A = 0)" if a == 0 else f"A = {a:g}", a) for a in FORECASTS]
     pairs.append((f"calibrated A = {a_fit:g}", a_fit))
     rows = {name: tune.distinct(tune.sweep(pipe, prof, ref, prompts, seeds, kwargs,

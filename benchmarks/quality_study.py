@@ -368,7 +368,7 @@ def _heldout(pipe, prof, prompts, seeds, kwargs, digit_of):
     from magcache_cli.profile.plan import settings_from
 
     s = settings_from(prof)
-    ref = quality.reference(pipe, prof, prompts, seeds, kwargs)
+    ref = quality.reference(pipe, prompts, seeds, kwargs)
     cached, cres = quality.cached(pipe, prof, ref, prompts, seeds, kwargs, s)
     k = min(ref.steps, equal_pass_steps(cached.passes, ref.per_step))
     fewer, fres = quality.fewer_steps(pipe, ref, prompts, seeds, kwargs, k)
@@ -423,7 +423,7 @@ def _study(batched, seq, prompts, seeds, kwargs, quick: bool):
     # a smaller grid than tune's: the twin costs two calls per step and there are three configurations
     grid = tune.Grid(thresholds=(0.04, 0.08, 0.12, 0.24, 0.48) if quick else (0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48),
                         max_skip_steps=(2, 4, 6), retention_ratios=(0.1,))
-    ref = quality.reference(seq, prof, prompts, seeds, kwargs)
+    ref = quality.reference(seq, prompts, seeds, kwargs)
     rows = {}
     for name, (p, policy) in configs.items():
         rows[name] = tune.distinct(tune.sweep(seq, p, ref, prompts, seeds, kwargs, grid.settings(), policy))

@@ -4,6 +4,7 @@ strings), JSON output and Typer's `--help` all use the same words."""
 from __future__ import annotations
 
 from enum import Enum
+from types import MappingProxyType
 
 
 class Choice(str, Enum):
@@ -53,6 +54,13 @@ class Offload(Choice):
     SEQUENTIAL = "sequential"  # enable_sequential_cpu_offload
 
 
+class Device(Choice):
+    AUTO = "auto"  # cuda if torch sees a GPU, else mps, else cpu
+    CUDA = "cuda"
+    MPS = "mps"
+    CPU = "cpu"
+
+
 class Dtype(Choice):
     AUTO = "auto"
     BFLOAT16 = "bfloat16"
@@ -71,3 +79,27 @@ class PadMode(Choice):
     AUTO = "auto"
     ADD = "add"
     PRESENT = "present"
+
+
+class Interval:
+    """A range of numbers, `[low, high]` or `[low, high)` (`high` None: no upper bound). Every layer that takes
+    such a value (the skip rule, the forecast, the profile schema, the CLI's preflight) asks the same one."""
+
+    def __init__(self, low: float, high: float | None = None, *, high_open: bool = False):
+        self.low, self.high, self.high_open = low, high, high_open
+
+    def __contains__(self, v: float) -> bool:  # False for nan
+        return self.low <= v and (self.high is None or (v < self.high if self.high_open else v <= self.high))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f">= {self.low:g}"
+        return f"[{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+THRESHOLD_RANGE = Interval(0)
+RETENTION_RANGE = Interval(0, 1, high_open=True)
+FORECAST_RANGE = Interval(0, 1)  # A of the residual forecast (core/forecast.py); 0 is MagCache's plain reuse
+
+# The skip settings a new profile's `defaults` get unless calibrate is told otherwise; declared here only.
+SKIP_DEFAULTS = MappingProxyType({"threshold": 0.06, "max_skip_steps": 3, "retention_ratio": 0.2})

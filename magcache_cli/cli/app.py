@@ -129,6 +129,25 @@ app = typer.Typer(
 )
 
 
+# transformers' notices that an image processor falls back to its PIL version when torchvision is missing
+# (CLIPImageProcessor, SiglipImageProcessor): true for every pipeline that ships one, and nothing a user of
+# this CLI can act on. Only these records are dropped; every other warning still shows.
+FALLBACK_LOGGER = "transformers.utils.import_utils"
+FALLBACK_WORDS = "requires torchvision (not installed); falling back to"
+
+
+def _not_a_fallback_notice(record: logging.LogRecord) -> bool:
+    return FALLBACK_WORDS not in record.getMessage()
+
+
+def quiet_fallback_notices() -> None:
+    """Drop transformers' torchvision fallback notices in this process (the CLI's, not the library's).
+    Nothing is imported: the filter waits on the logger transformers will log through."""
+    log = logging.getLogger(FALLBACK_LOGGER)
+    if _not_a_fallback_notice not in log.filters:
+        log.addFilter(_not_a_fallback_notice)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"magcache {__version__}")
@@ -146,6 +165,7 @@ def _main(
     if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
         log.addHandler(logging.NullHandler())
     log.propagate = False
+    quiet_fallback_notices()
     if os.environ.get("RANK", "0").strip() not in ("", "0") and not _state["debug"]:
         sys.stdout = sys.stderr = open(os.devnull, "w")  # torchrun / accelerate: rank 0 speaks for all ranks
 

@@ -28,13 +28,14 @@ def flag_of(arg: str) -> str:
 @dataclass
 class CallInputs:
     """What the input flags resolved to: call arguments read from files (and `strength`), their provenance,
-    the pipeline class and components to load, the `--set` items left to parse, and notes to show."""
+    the pipeline class and components to load, and notes to show."""
 
     values: dict[str, Any] = field(default_factory=dict)
     provenance: list[InputFile] = field(default_factory=list)
     pipeline: str | None = None
     components: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    cls: type | None = None  # the pipeline class, when known before loading (its call signature is checked)
 
 
 def split_set(items: list[str] | None) -> tuple[list[str] | None, list[tuple[str, str, None]]]:
@@ -51,15 +52,12 @@ def split_set(items: list[str] | None) -> tuple[list[str] | None, list[tuple[str
     return (plain if items is not None else None), files
 
 
-def _accepted(pipeline: str | None) -> tuple[str | None, set[str] | None]:
-    if not pipeline:
-        return None, None
+def _known_class(pipeline: str | None) -> type | None:
+    """The diffusers class named `pipeline`, if there is one."""
     import diffusers
 
-    from magcache_cli.runner.classes import call_arguments
-
-    cls = getattr(diffusers, pipeline, None)
-    return pipeline, (call_arguments(cls) if isinstance(cls, type) else None)
+    cls = getattr(diffusers, pipeline, None) if pipeline else None
+    return cls if isinstance(cls, type) else None
 
 
 def _check_taken(args: list[str], cls_name: str | None, accepted: set[str] | None) -> None:
@@ -88,7 +86,8 @@ def gather(*, image: list[Path] | None, mask_image: Path | None, control_image: 
     """Resolve and check every input flag; read the files. With a `profile` (run, tune), the pipeline class
     and components default to the profile's, and files it recorded are read back for the arguments no flag
     gives."""
-    from magcache_cli.runner.classes import parse_components, weights_class
+    from magcache_cli.runner.classes import call_arguments, parse_components
+    from magcache_cli.runner.loading import pipeline_class_name
 
     if strength is not None and not 0 < strength <= 1:
         raise UsageError(f"--strength must be in (0, 1], got {strength:g}", hint="e.g. --strength 0.6")
@@ -113,7 +112,9 @@ def gather(*, image: list[Path] | None, mask_image: Path | None, control_image: 
         out.notes.append(f"model.pipeline_class: {out.pipeline} is not in diffusers {diffusers.__version__}; "
                          "loading the class the weights name")
         out.pipeline = None
-    cls_name, accepted = _accepted(out.pipeline or weights_class(model or (profile.model.id if profile else ""), revision))
+    cls_name = out.pipeline or pipeline_class_name(model or (profile.model.id if profile else ""), revision)
+    out.cls = _known_class(cls_name)
+    accepted = call_arguments(out.cls) if out.cls is not None else None
     given = list(dict.fromkeys(a for a, _, _ in specs))
     _check_taken(given + (["strength"] if strength is not None else []), cls_name, accepted)
     out.values, out.provenance = _read(specs)

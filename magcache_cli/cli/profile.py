@@ -14,7 +14,7 @@ from magcache_cli.cli import options as o
 from magcache_cli.cli import render as console
 from magcache_cli.cli.common import check_policy
 from magcache_cli.errors import ProfileError, UsageError
-from magcache_cli.types import BranchPolicy, ExportFormat, PadMode
+from magcache_cli.types import SKIP_DEFAULTS, BranchPolicy, ExportFormat, GuidanceMode, PadMode
 
 profile_app = typer.Typer(help="Find, inspect, check, compare, plot, import and export profiles.", no_args_is_help=True)
 
@@ -87,7 +87,7 @@ def profile_validate(refs: Annotated[list[str], typer.Argument(help="Profile fil
 def profile_diff(
     a: Annotated[str, typer.Argument(help="Profile A (file or name).")],
     b: Annotated[str, typer.Argument(help="Profile B (file or name).")],
-    branch_policy: Annotated[str, typer.Option(help=f"{o.choices(BranchPolicy)}: the policy of the simulated schedules (joint is run's default).")] = "joint",
+    branch_policy: Annotated[str, typer.Option(help=f"{o.choices(BranchPolicy)}: the policy of the simulated schedules (joint is run's default).")] = BranchPolicy.JOINT,
     json_: o.Json = False,
 ) -> None:
     """Compare two profiles: metadata, per-branch curve differences, and the skip schedules they give.
@@ -145,17 +145,17 @@ def profile_import(
     ratios_file: Annotated[Optional[Path], typer.Option(help="File with the ratios (JSON list, or separated by commas/whitespace).")] = None,
     interleaved: Annotated[bool, typer.Option("--interleaved", help="cond/uncond interleaved by call: \\[c0, u0, c1, u1, ...] (official MagCache scripts).")] = False,
     uncond_first: Annotated[bool, typer.Option("--uncond-first", help="With --interleaved: \\[u0, c0, u1, c1, ...] (ComfyUI-MagCache lists).")] = False,
-    pad: Annotated[str, typer.Option(help=f"Step-0 1.0 pad (one per branch): {o.choices(PadMode)} (auto: from --steps, else from the list's start).")] = "auto",
+    pad: Annotated[str, typer.Option(help=f"Step-0 1.0 pad (one per branch): {o.choices(PadMode)} (auto: from --steps, else from the list's start).")] = PadMode.AUTO,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id the curve belongs to (required).", rich_help_panel=META)] = None,
     pipeline_class: Annotated[Optional[str], typer.Option(help="Pipeline class, e.g. FluxPipeline (required).", rich_help_panel=META)] = None,
     transformer_class: Annotated[Optional[str], typer.Option(help="Transformer class, e.g. FluxTransformer2DModel (required).", rich_help_panel=META)] = None,
     scheduler_class: Annotated[Optional[str], typer.Option(help="Scheduler class, if known.", rich_help_panel=META)] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Steps per branch; checked against the list's length.", rich_help_panel=META)] = None,
-    guidance_mode: Annotated[Optional[str], typer.Option(help="none | sequential | batched. Default: none for one curve, sequential for --interleaved.", rich_help_panel=META)] = None,
+    guidance_mode: Annotated[Optional[str], typer.Option(help=f"{o.choices(GuidanceMode)}. Default: none for one curve, sequential for --interleaved.", rich_help_panel=META)] = None,
     source: Annotated[Optional[str], typer.Option(help="Where the numbers come from (repo, commit, file and lines).", rich_help_panel=META)] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Default threshold (0.06 if not given).", rich_help_panel=DEFAULTS)] = None,
-    max_skip_steps: Annotated[Optional[int], typer.Option(help="Default max consecutive skips K (3 if not given).", rich_help_panel=DEFAULTS)] = None,
-    retention_ratio: Annotated[Optional[float], typer.Option(help="Default retention ratio (0.2 if not given).", rich_help_panel=DEFAULTS)] = None,
+    threshold: Annotated[Optional[float], typer.Option(help=f"Default threshold ({SKIP_DEFAULTS['threshold']:g} if not given).", rich_help_panel=DEFAULTS)] = None,
+    max_skip_steps: Annotated[Optional[int], typer.Option(help=f"Default max consecutive skips K ({SKIP_DEFAULTS['max_skip_steps']} if not given).", rich_help_panel=DEFAULTS)] = None,
+    retention_ratio: Annotated[Optional[float], typer.Option(help=f"Default retention ratio ({SKIP_DEFAULTS['retention_ratio']:g} if not given).", rich_help_panel=DEFAULTS)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Profile to write. Without it the YAML goes to stdout.")] = None,
     force: o.Force = False,
     json_: o.Json = False,
@@ -208,7 +208,7 @@ def profile_import(
 @profile_app.command("export")
 def profile_export(
     ref: Ref,
-    format_: Annotated[str, typer.Option("--format", "-f", help=f"{o.choices(ExportFormat)}: a diffusers MagCacheConfig snippet, or plain JSON lists.")] = "diffusers",
+    format_: Annotated[str, typer.Option("--format", "-f", help=f"{o.choices(ExportFormat)}: a diffusers MagCacheConfig snippet, or plain JSON lists.")] = ExportFormat.DIFFUSERS,
     branch: Annotated[Optional[str], typer.Option(help="diffusers: the branch whose curve MagCacheConfig gets (default cond, else the first).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="diffusers: num_inference_steps (default: the profile's steps).")] = None,
 ) -> None:
@@ -230,7 +230,7 @@ def profile_export(
     if format_ not in EXPORT_FORMATS:
         raise UsageError(f"unknown --format {format_!r}", hint=f"use one of {', '.join(EXPORT_FORMATS)}")
     prof, path = load_by_ref(ref)
-    if format_ == "json":
+    if format_ == ExportFormat.JSON:
         console.emit_json(export_json(prof, path.stem))
     else:
         console.emit_text(export_diffusers(prof, path.stem, branch=branch, steps=steps))

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from magcache_cli.types import FORECAST_RANGE
+
 
 def forecast_weight(forecast: float, t: int, c: int, p: int) -> float:
     """The factor of `(r_c − r_p)` in the forecast at step `t`: `A · (t − c) / (c − p)`."""
@@ -40,8 +42,8 @@ class ResidualCache:
     """Per-branch residual histories of one denoiser, and what a skipped step replays from them."""
 
     def __init__(self, forecast: float = 0.0):
-        if not 0 <= forecast <= 1:
-            raise ValueError(f"forecast must be in [0, 1], got {forecast!r}")
+        if forecast not in FORECAST_RANGE:
+            raise ValueError(f"forecast must be in {FORECAST_RANGE}, got {forecast!r}")
         self.forecast = float(forecast)
         self._histories: dict[str, History] = {}
 

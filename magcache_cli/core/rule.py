@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from magcache_cli.types import BranchPolicy, GuidanceMode
+from magcache_cli.types import FORECAST_RANGE, RETENTION_RANGE, BranchPolicy, GuidanceMode
 
 if TYPE_CHECKING:  # torch is imported where a tensor is used: `magcache --help` and `profile validate` stay fast
     import torch
@@ -65,8 +65,8 @@ class SkipSettings:
         _check_retention(self.retention_ratio)
         if isinstance(self.forecast, bool) or not isinstance(self.forecast, (int, float)):
             raise ValueError(f"forecast must be a number, got {self.forecast!r}")
-        if not 0 <= self.forecast <= 1:
-            raise ValueError(f"forecast must be in [0, 1], got {self.forecast!r}")
+        if self.forecast not in FORECAST_RANGE:
+            raise ValueError(f"forecast must be in {FORECAST_RANGE}, got {self.forecast!r}")
 
 
 def simulate(
@@ -207,8 +207,8 @@ def _check_steps(steps: int) -> None:
 def _check_retention(retention_ratio: float) -> None:
     if isinstance(retention_ratio, bool) or not isinstance(retention_ratio, (int, float)):
         raise ValueError(f"retention_ratio must be a number, got {retention_ratio!r}")
-    if not 0 <= retention_ratio < 1:
-        raise ValueError(f"retention_ratio must be in [0, 1), got {retention_ratio!r}")
+    if retention_ratio not in RETENTION_RANGE:
+        raise ValueError(f"retention_ratio must be in {RETENTION_RANGE}, got {retention_ratio!r}")
 
 
 def rescale_window(active: Sequence[int] | None, cal_steps: int, steps: int) -> tuple[int, int]:

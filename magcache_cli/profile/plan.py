@@ -3,7 +3,6 @@ and what a run would skip (`predict`) without loading a model."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from magcache_cli.core import rule as ratios
@@ -63,13 +62,6 @@ def settings_from(profile: Profile, threshold: float | None = None, max_skip_ste
         retention_ratio=d.retention_ratio if retention_ratio is None else retention_ratio,
         forecast=d.forecast if forecast is None else forecast,
     )
-
-
-def passes_per_step(profile: Profile) -> int:
-    """Transformer passes one uncached step costs: one per branch for sequential guidance, else 1."""
-    if profile.calibration.guidance_mode != "sequential":
-        return 1
-    return max(Counter(split_label(label)[0] for label in profile.branches).values())
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from magcache_cli.types import GuidanceMode
+from magcache_cli.types import SKIP_DEFAULTS, GuidanceMode
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
@@ -138,12 +138,12 @@ class BranchCurves:
 
 @dataclass(kw_only=True)
 class Defaults:
-    threshold: float = field(default=0.06, metadata={
+    threshold: float = field(default=SKIP_DEFAULTS["threshold"], metadata={
         "kind": "num0", "required": True, "key": None,
         "doc": "Accumulated error allowed before a step must be computed. `0` disables skipping."})
-    max_skip_steps: int = field(default=3, metadata={
+    max_skip_steps: int = field(default=SKIP_DEFAULTS["max_skip_steps"], metadata={
         "kind": "int0", "required": True, "key": None, "doc": "Most consecutive skipped steps (K)."})
-    retention_ratio: float = field(default=0.2, metadata={
+    retention_ratio: float = field(default=SKIP_DEFAULTS["retention_ratio"], metadata={
         "kind": "retention", "required": True, "key": None,
         "doc": "Fraction of leading steps always computed: the first `int(retention_ratio · steps + 0.5)`."})
     forecast: float = field(default=0.0, metadata={

@@ -23,6 +23,7 @@ from magcache_cli.profile.schema import (
     profile_to_dict,
     schema_fields,
 )
+from magcache_cli.types import FORECAST_RANGE, RETENTION_RANGE, THRESHOLD_RANGE
 
 
 def _is_int(v: Any) -> bool:
@@ -46,10 +47,12 @@ _SCALARS = {  # kind: (description, test, convert, type in the docs)
     "int0": ("an integer >= 0", lambda v: _is_int(v) and v >= 0, int, "int ≥ 0"),
     "int1": ("an integer >= 1", lambda v: _is_int(v) and v >= 1, int, "int ≥ 1"),
     "num": ("a finite number", _is_num, float, "float"),
-    "num0": ("a finite number >= 0", lambda v: _is_num(v) and v >= 0, float, "float ≥ 0"),
+    "num0": ("a finite number >= 0", lambda v: _is_num(v) and v in THRESHOLD_RANGE, float, "float ≥ 0"),
     "pos": ("a positive finite number", lambda v: _is_num(v) and v > 0, float, "float > 0"),
-    "retention": ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1, float, "float in [0, 1)"),
-    "forecast": ("a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1, float, "float in [0, 1]"),
+    "retention": (f"a number in {RETENTION_RANGE}", lambda v: _is_num(v) and v in RETENTION_RANGE, float,
+                  f"float in {RETENTION_RANGE}"),
+    "forecast": (f"a number in {FORECAST_RANGE}", lambda v: _is_num(v) and v in FORECAST_RANGE, float,
+                 f"float in {FORECAST_RANGE}"),
     "mode": (f"one of {', '.join(GUIDANCE_MODES)}", lambda v: isinstance(v, str) and v in GUIDANCE_MODES, str,
              " \\| ".join(f"`{m}`" for m in GUIDANCE_MODES)),
     "fingerprint": ("16 lowercase hex characters", lambda v: isinstance(v, str) and _HEX16.fullmatch(v), str, "str"),

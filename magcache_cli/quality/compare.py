@@ -34,12 +34,6 @@ from magcache_cli.runner.run import RunResult, run
 OnRun = Callable[[str], None] | None
 
 
-# ------------------------------------------------------------------------------------------ predictions
-
-
-# ----------------------------------------------------------------------------------------------- runs
-
-
 @dataclass
 class Measured:
     """One configuration run over all prompt × seed pairs and measured against the uncached reference."""
@@ -105,8 +99,8 @@ def warm_up(pipe, prompt: str, call_kwargs: dict[str, Any]) -> None:
         profile=None, no_cache=True)
 
 
-def reference(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any],
-              on_run: OnRun = None, warmup: bool = True, lpips: tuple | None = None) -> Reference:
+def reference(pipe, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any], *, on_run: OnRun = None,
+              warmup: bool = True, lpips: tuple | None = None) -> Reference:
     """Run the uncached pipeline once per prompt × seed; every later measurement reuses these outputs."""
     scorer, note = lpips or lpips_scorer()
     if warmup:
@@ -223,7 +217,7 @@ def compare(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_k
     medians. `repeats=0` keeps the medians of the quality runs instead. With a forecast (`settings.forecast` >
     0) the same schedule also runs with plain reuse (quality only), to show what the forecast adds.
     """
-    ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run)
+    ref = reference(pipe, prompts, seeds, call_kwargs, on_run=on_run)
     measured, res = cached(pipe, profile, ref, prompts, seeds, call_kwargs, settings, policy, on_run, force)
     reuse = None
     if settings.forecast > 0:
@@ -253,14 +247,3 @@ def time_configs(pipe, profile: Profile, prompt: str, seed: int, call_kwargs: di
              "cached": one(call_kwargs, profile=profile, settings=settings, policy=policy, force=force),
              "fewer_steps": one({**call_kwargs, "num_inference_steps": fewer}, profile=None, no_cache=True)}
     return interleaved(calls, repeats, warm_up=warm_up, on_call=on_run)
-
-
-# ------------------------------------------------------------------------------------------------- sweep
-
-
-# -------------------------------------------------------------------------------------------------- tune
-
-
-# -------------------------------------------------------------------------------------- branch study
-
-

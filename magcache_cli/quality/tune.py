@@ -250,7 +250,7 @@ def tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwar
     if target.max_lpips is not None and scorer is None:
         raise MagCacheError(f"`max_lpips` needs LPIPS, but {note[0].lower()}{note[1:]}",
                             hint="use `min_psnr` or `min_ssim`, or put torchvision's AlexNet weights in the torch hub cache")
-    ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run, lpips=(scorer, note))
+    ref = reference(pipe, prompts, seeds, call_kwargs, on_run=on_run, lpips=(scorer, note))
     runs = len(prompts) * len(seeds)
     n_runs = runs
     exchange = exchange or local_exchange()

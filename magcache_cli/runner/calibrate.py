@@ -32,7 +32,7 @@ from magcache_cli.profile.schema import (
 from magcache_cli.profile.validate import validated
 from magcache_cli.runner.inputs import prompt_seed_pairs, split_call_args
 from magcache_cli.runner.shard import CalibrationRuns
-from magcache_cli.types import GuidanceMode
+from magcache_cli.types import SKIP_DEFAULTS, GuidanceMode
 from magcache_cli.version import __version__
 
 # Scheduler config keys that shape the timesteps (kept in the profile's provenance).
@@ -42,7 +42,7 @@ TIMESTEP_KEYS = (
     "use_exponential_sigmas", "use_beta_sigmas", "beta_schedule", "beta_start", "beta_end", "prediction_type",
     "timestep_spacing", "steps_offset", "flow_shift", "final_sigmas_type", "solver_order", "stochastic_sampling",
 )
-DEFAULTS = {"threshold": 0.06, "max_skip_steps": 3, "retention_ratio": 0.2}
+DEFAULTS = SKIP_DEFAULTS  # a new profile's skip settings (types.py declares them)
 CALL_KEYS = ("num_inference_steps", "guidance_scale", "negative_prompt", "height", "width", "num_frames")
 
 

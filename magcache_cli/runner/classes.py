@@ -4,7 +4,6 @@ components the weights do not include (a ControlNet), and the call arguments a p
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import Any
 
@@ -34,24 +33,6 @@ def call_arguments(cls_or_pipe) -> set[str] | None:
         return None
     names = set(inspect.signature(cls.__call__).parameters) - {"self", "kwargs", "args"}
     return names or None
-
-
-def weights_class(model: str, revision: str | None = None) -> str | None:
-    """The pipeline class a model's `model_index.json` names (local folder or hub cache; never fetched)."""
-    local = Path(model).expanduser()
-    try:
-        if local.is_dir():
-            path = local / "model_index.json"
-        else:
-            from huggingface_hub import try_to_load_from_cache
-
-            found = try_to_load_from_cache(model, "model_index.json", revision=revision)
-            path = Path(found) if isinstance(found, str) else None
-        if path is None or not path.is_file():
-            return None
-        return json.loads(path.read_text(encoding="utf-8")).get("_class_name")
-    except (OSError, ValueError, TypeError):
-        return None
 
 
 def parse_components(items: list[str] | None) -> dict[str, str]:

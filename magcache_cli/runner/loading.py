@@ -161,15 +161,41 @@ def build_call_kwargs(pipe, *, steps: int | None = None, guidance_scale: float |
         "width": width,
         "num_frames": num_frames,
     }
+    from magcache_cli.runner.signature import refuse_unknown
+
     kwargs = {**{k: v for k, v in given.items() if v is not None}, **(extra or {})}
-    accepted = call_parameters(pipe)
-    unknown = sorted(k for k in kwargs if k not in accepted)
-    if unknown:
-        raise UsageError(
-            f"{type(pipe).__name__} does not take {', '.join(unknown)}",
-            hint=f"it takes: {', '.join(sorted(a for a in accepted if a not in ('self', 'kwargs')))}",
-        )
+    refuse_unknown(type(pipe).__name__, call_parameters(pipe), kwargs)
     return kwargs
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in (
+        "1", "true", "yes", "on")
+
+
+def pipeline_class_name(model: str, revision: str | None = None) -> str | None:
+    """The pipeline class a model's `model_index.json` names, read without loading weights: from a local
+    folder, the hub cache, or (hub ids only, not in offline mode) by downloading that one small file. None
+    when it cannot be read: then the arguments are checked after loading."""
+    local = BUILTIN_MODELS.get(model) or Path(model).expanduser()
+    try:
+        if local.is_dir():
+            path = local / "model_index.json"
+        else:
+            from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+            found = try_to_load_from_cache(model, "model_index.json", revision=revision)
+            if not isinstance(found, str) and not _offline():
+                found = hf_hub_download(model, "model_index.json", revision=revision)
+            path = Path(found) if isinstance(found, str) else None
+        if path is None or not path.is_file():
+            return None
+        name = json.loads(path.read_text(encoding="utf-8")).get("_class_name")
+    except Exception:  # no network, a gated or missing repo, odd JSON: the loader will say it properly
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _config(model: str, revision: str | None, folder: str) -> dict | None:

@@ -262,7 +262,7 @@ def test_demo_model_tuned_defaults_meet_the_issue_targets():
     assert tuned["target"] == {"min_psnr": 35.0} and tuned["steps"] == 28
     pipe, _, _ = load_pipeline(LoadOptions("builtin:demo"))
     kwargs = {"num_inference_steps": 28, **tuned["call"]}
-    ref = quality.reference(pipe, prof, tuned["prompts"], tuned["seeds"], kwargs, warmup=False)
+    ref = quality.reference(pipe, tuned["prompts"], tuned["seeds"], kwargs, warmup=False)
     cached, res = quality.cached(pipe, prof, ref, tuned["prompts"], tuned["seeds"], kwargs, settings_from(prof))
     assert ref.passes / cached.passes >= 2.5
     assert cached.quality.psnr >= 35.0
