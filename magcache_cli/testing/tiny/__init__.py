@@ -21,7 +21,8 @@ Design notes
   tensor that is entirely zero is re-drawn from N(0, 0.1^2) with a `torch.Generator` seeded from
   `seed` and `zlib.crc32(parameter_name)`, so the weights (and the saved bytes) are deterministic.
   (With diffusers 0.42 constructors this only hits a few norm biases - wan, cogvideox, hunyuanvideo,
-  the sdxl UNet - and mochi's pos_frequencies; the guard stays for models that do zero-init.) All
+  the sdxl UNet - and mochi's pos_frequencies; the guard stays for models that do zero-init. lumina-next's
+  `pad_token` is created with torch.empty, so its builder zeroes it first.) All
   other initialisation is seeded with `torch.manual_seed(seed)` before each component.
 * The number of text tokens the denoiser sees differs from the number of image tokens in every
   family (`TinyFamily.text_tokens` / `TinyFamily.image_tokens`, per transformer call, batch 1,

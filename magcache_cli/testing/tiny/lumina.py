@@ -60,6 +60,8 @@ def _build_lumina_next(seed: int):
         sample_size=16, patch_size=2, in_channels=4, hidden_size=32, num_layers=2, num_attention_heads=2,
         num_kv_heads=1, multiple_of=16, learn_sigma=True, qk_norm=True, cross_attention_dim=16,
     )
+    with torch.no_grad():  # torch.empty (other bytes in every process): zeroed, so _denoiser re-draws it
+        transformer.pad_token.zero_()
     # LuminaPipeline hard-codes vae_scale_factor = 8: the VAE needs 4 levels.
     vae = _kl_vae(seed, latent_channels=4, block_out_channels=(8, 8, 8, 8))
     return LuminaPipeline(transformer=_denoiser(transformer, seed), scheduler=_flow_scheduler(), vae=vae,
