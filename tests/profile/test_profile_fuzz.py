@@ -177,7 +177,8 @@ def invalid_edit(draw) -> tuple[str, str]:
     elif kind == "missing_key":
         text, field = text.replace("  pipeline_class: FluxPipeline\n", ""), "model.pipeline_class"
     else:
-        text, field = set_line(text, "  steps: ", draw(st.sampled_from(["0", "-3", "28.5", "many"]))), "calibration.steps"
+        steps = draw(st.sampled_from(["0", "-3", "28.5", "many"]))
+        text, field = set_line(text, "  steps: ", steps), "calibration.steps"
     if ratios != RATIOS:
         text = set_line(text, "    ratios: ", "[" + ", ".join(map(number, ratios)) + "]")
     return text, field
