@@ -24,6 +24,8 @@ from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.runner.run import run
 from magcache_cli.testing.tiny import FAMILIES
 
+pytestmark = pytest.mark.slow  # torch.compile (dynamo traces every graph)
+
 STEPS = 10
 SETTINGS = SkipSettings(threshold=0.5, max_skip_steps=3, retention_ratio=0.2)  # computes, skips, computes again
 TOL = 1e-5

@@ -15,6 +15,8 @@ from magcache_cli.runner.run import run
 from magcache_cli.testing.helpers import media
 from magcache_cli.testing.tiny import FAMILIES
 
+pytestmark = pytest.mark.slow  # every stretch family, end to end
+
 DUAL = ["transformer_blocks", "single_transformer_blocks"]
 EXPECTED = {
     "flux": (DUAL, "sequential"),

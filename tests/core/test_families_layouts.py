@@ -21,6 +21,8 @@ from magcache_cli.runner.run import run
 from magcache_cli.testing.helpers import media
 from magcache_cli.testing.tiny import FAMILIES
 
+pytestmark = pytest.mark.slow  # every guider, second-model and odd-layout family, end to end
+
 # family -> (models in call order, entry list, exit list, exit output index, layout, batch axis, steps)
 # layout: "seq" = one call per branch and step, cond first (across models for Ideogram 4); "batch" = one call,
 # rows [uncond | cond] along the batch axis; "none" = one call per step.

@@ -28,6 +28,8 @@ from magcache_cli.runner.run import run
 from magcache_cli.testing.helpers import load_tiny, media
 from magcache_cli.testing.tiny import FAMILIES
 
+pytestmark = pytest.mark.slow  # every family of issue 13: a plain call, a calibration and two cached runs each
+
 STEPS = 8
 SKIP = SkipSettings(0.3, 2, 0.25)  # retention keeps 2 of 8 steps; at most 2 skips in a row
 DUAL = ["transformer_blocks", "single_transformer_blocks"]
