@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from PIL import Image
 
@@ -46,6 +47,7 @@ def test_ideogram4_second_model_is_the_uncond_branch(tiny_pipeline_dir, tmp_path
     assert Image.open(tmp_path / "img.png").size == (32, 32)
 
 
+@pytest.mark.slow  # a 24-frame 128x128 video, decoded in tiles
 def test_allegro_needs_and_gets_vae_tiling(tiny_pipeline_dir, tmp_path):
     model, prof = tiny_pipeline_dir("allegro"), tmp_path / "allegro.yaml"
     args = ("calibrate", "--model", model, "-p", "a cat", "--steps", 3, "--height", 128, "--width", 128,

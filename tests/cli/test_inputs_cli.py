@@ -19,13 +19,6 @@ FLUX = ["--height", 32, "--width", 32, "--guidance-scale", 3.5, "--set", "max_se
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli-inputs")
-    return {"image": sample_image(root / "start.png", seed=5), "mask": sample_image(root / "mask.png", seed=6, mode="L"),
-            "control": sample_image(root / "edges.png", seed=7), "root": root}
-
-
-@pytest.fixture(scope="module")
 def img2img_profile(tiny_pipeline_dir, files):
     out = files["root"] / "img2img.yaml"
     r = invoke("calibrate", "--model", tiny_pipeline_dir("flux"), "--pipeline", "FluxImg2ImgPipeline", "-p", "a cat",

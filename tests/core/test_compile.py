@@ -22,17 +22,13 @@ from magcache_cli.core.rule import SkipSettings
 from magcache_cli.errors import MagCacheError, UsageError
 from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.runner.run import run
-from magcache_cli.testing.helpers import load_tiny
 from magcache_cli.testing.tiny import FAMILIES
+
+pytestmark = pytest.mark.slow  # torch.compile (dynamo traces every graph)
 
 STEPS = 10
 SETTINGS = SkipSettings(threshold=0.5, max_skip_steps=3, retention_ratio=0.2)  # computes, skips, computes again
 TOL = 1e-5
-
-
-
-def load(tiny_pipeline_dir, family):
-    return load_tiny(tiny_pipeline_dir(family))
 
 
 def call_kwargs(family):
@@ -44,13 +40,13 @@ def images(result):
 
 
 @pytest.fixture(scope="module")
-def eager(tiny_pipeline_dir):
+def eager(load):
     """Per family: the eager calibration profile, the eager cached run and the uncached images."""
     cache = {}
 
     def get(family):
         if family not in cache:
-            pipe = load(tiny_pipeline_dir, family)
+            pipe = load(family)
             profile = calibrate(pipe, ["a cat"], [0], call_kwargs(family), model_id=family).profile
             cached = run(pipe, ["a dog"], [5], call_kwargs(family), profile=profile, settings=SETTINGS)
             plain = run(pipe, ["a dog"], [5], call_kwargs(family), profile=None, no_cache=True)
@@ -89,9 +85,9 @@ def check_against_eager(result, per_step, eager_cached, plain_images):
 
 
 @pytest.mark.parametrize("family,mode", [("flux", "repeated"), ("flux", "full"), ("sd3", "full")])
-def test_compiled_calibration_and_cached_run_match_eager(tiny_pipeline_dir, eager, family, mode):
+def test_compiled_calibration_and_cached_run_match_eager(load, eager, family, mode):
     profile, eager_cached, plain = eager(family)
-    pipe = load(tiny_pipeline_dir, family)
+    pipe = load(family)
     compile_pipeline(pipe, mode, fullgraph=True, backend="aot_eager")
     assert type(pipe.transformer).__name__ == profile.model.transformer_class  # still the real model class
 
@@ -112,10 +108,10 @@ def test_compiled_calibration_and_cached_run_match_eager(tiny_pipeline_dir, eage
         assert (after_calibration, per_step[-1]) == (1, 2)
 
 
-def test_user_wrapped_torch_compile(tiny_pipeline_dir, eager):
+def test_user_wrapped_torch_compile(load, eager):
     """`pipe.transformer = torch.compile(pipe.transformer)`: hooks go on the inner model, two graphs."""
     profile, eager_cached, plain = eager("flux")
-    pipe = load(tiny_pipeline_dir, "flux")
+    pipe = load("flux")
     inner = pipe.transformer
     pipe.transformer = torch.compile(inner, fullgraph=True, backend="eager")
     compiled_forward = vars(pipe.transformer)["forward"]
@@ -127,8 +123,8 @@ def test_user_wrapped_torch_compile(tiny_pipeline_dir, eager):
     assert all(type(b).__name__ == "FluxTransformerBlock" for b in inner.transformer_blocks)
 
 
-def test_repeated_needs_declared_blocks(tiny_pipeline_dir):
-    pipe = load(tiny_pipeline_dir, "sd3")  # SD3Transformer2DModel has no `_repeated_blocks` in diffusers 0.42
+def test_repeated_needs_declared_blocks(load):
+    pipe = load("sd3")  # SD3Transformer2DModel has no `_repeated_blocks` in diffusers 0.42
     with pytest.raises(MagCacheError, match="no repeated blocks") as e:
         compile_pipeline(pipe, "repeated", backend="eager")
     assert "full" in e.value.hint
@@ -136,14 +132,14 @@ def test_repeated_needs_declared_blocks(tiny_pipeline_dir):
         compile_pipeline(pipe, "everything")
 
 
-def test_forecast_keeps_one_graph_per_layout(tiny_pipeline_dir, eager):
+def test_forecast_keeps_one_graph_per_layout(load, eager):
     """The forecast weight A·(t−c)/(c−p) changes on every skipped step; it enters the graph as a tensor, so a
     whole-model compile still makes one graph per layout (computed, skipped) and matches eager."""
     import dataclasses
 
     profile, reuse, plain = eager("sd3")
     settings = dataclasses.replace(SETTINGS, forecast=0.5)
-    pipe = load(tiny_pipeline_dir, "sd3")
+    pipe = load("sd3")
     forecast = run(pipe, ["a dog"], [5], call_kwargs("sd3"), profile=profile, settings=settings)
     assert (images(forecast) - images(reuse)).abs().max() > 100 * TOL  # the tolerance can see the forecast
     compile_pipeline(pipe, "full", fullgraph=True, backend="aot_eager")

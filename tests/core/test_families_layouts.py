@@ -17,10 +17,11 @@ import torch
 
 from magcache_cli.core.rule import SkipSettings
 from magcache_cli.runner.calibrate import calibrate
-from magcache_cli.runner.loading import LoadOptions, load_pipeline
 from magcache_cli.runner.run import run
 from magcache_cli.testing.helpers import media
 from magcache_cli.testing.tiny import FAMILIES
+
+pytestmark = pytest.mark.slow  # every guider, second-model and odd-layout family, end to end
 
 # family -> (models in call order, entry list, exit list, exit output index, layout, batch axis, steps)
 # layout: "seq" = one call per branch and step, cond first (across models for Ideogram 4); "batch" = one call,
@@ -113,9 +114,9 @@ def reference_schedule(curves, steps, thr, k, retention):
 
 
 @pytest.mark.parametrize("family", list(REFERENCE))
-def test_family(tiny_pipeline_dir, family):
+def test_family(load, threshold_zero_check, family):
     models, entry, exit_, _, layout, _, steps = REFERENCE[family]
-    pipe, _, _ = load_pipeline(LoadOptions(str(tiny_pipeline_dir(family)), **FAMILIES[family].load))
+    pipe = load(family)
     kw = kwargs(family, steps)
     prof = calibrate(pipe, ["a cat"], [0], kw, model_id=family).profile
     assert list(prof.branches) == list(LABELS[layout])
@@ -130,8 +131,7 @@ def test_family(tiny_pipeline_dir, family):
         # SCMScheduler (sana-sprint) keeps one timestep more than it steps: a placeholder past the window
         assert len(b.ratios) == steps or (b.active == [0, steps] and b.ratios[steps:] == [1.0]), label
 
-    exact = run(pipe, ["a cat"], [0], kw, profile=prof, settings=SkipSettings(0.0, 3, 0.2))
-    assert np.array_equal(media(exact.outputs[0]), media(plain))
+    exact, _ = threshold_zero_check(pipe, prof, kw, plain=media(plain), max_skip_steps=3, retention_ratio=0.2)
     assert exact.transformer_calls == exact.total_calls == steps * (1 if layout != "seq" else 2)
 
     thr, k, ret = 0.3, 2, 0.2
@@ -146,13 +146,13 @@ def test_family(tiny_pipeline_dir, family):
     assert np.isfinite(media(cached.outputs[0])).all()
 
 
-def test_a_guider_with_a_third_pass_gets_its_own_label_curve_and_window(tiny_pipeline_dir):
+def test_a_guider_with_a_third_pass_gets_its_own_label_curve_and_window(load, threshold_zero_check):
     """Skip-layer guidance adds a `pred_cond_skip` pass on steps start < i < stop of the schedule: it is the
     branch `cond_skip`, with its own ratios (equal to plain hooks on its passes) and its own window."""
     from diffusers import SkipLayerGuidance
     from diffusers.hooks import LayerSkipConfig
 
-    pipe, _, _ = load_pipeline(LoadOptions(str(tiny_pipeline_dir("hunyuanimage"))))
+    pipe = load("hunyuanimage")
     pipe.guider = SkipLayerGuidance(guidance_scale=3.5, skip_layer_guidance_scale=2.8, skip_layer_guidance_start=0.2,
                                     skip_layer_guidance_stop=0.8,
                                     skip_layer_config=LayerSkipConfig(indices=[0], fqn="transformer_blocks"))
@@ -190,8 +190,7 @@ def test_a_guider_with_a_third_pass_gets_its_own_label_curve_and_window(tiny_pip
         got = got[window[0]:window[1]] if label == "cond_skip" else got
         assert got == pytest.approx(curve, abs=1e-5), label
 
-    exact = run(pipe, ["a cat"], [0], kw, profile=prof, settings=SkipSettings(0.0, 2, 0.2))
-    assert np.array_equal(media(exact.outputs[0]), media(plain))
+    exact, _ = threshold_zero_check(pipe, prof, kw, plain=media(plain), max_skip_steps=2, retention_ratio=0.2)
     assert exact.total_calls == exact.transformer_calls == 2 * steps + window[1] - window[0]
 
     # skipping: `cond_skip` takes part in the joint decision on its own steps only, and its first step there

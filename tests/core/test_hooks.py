@@ -14,7 +14,7 @@ import torch
 from magcache_cli.core.rule import SkipSettings
 from magcache_cli.runner.calibrate import calibrate
 from magcache_cli.runner.run import run
-from magcache_cli.testing.helpers import load_tiny, media
+from magcache_cli.testing.helpers import media
 from magcache_cli.testing.tiny import FAMILIES
 
 STEPS = 6
@@ -32,11 +32,6 @@ REFERENCE = {
     "lumina2": ("noise_refiner", "hidden_states", "layers", None, "seq"),  # caption first, image last
 }
 LABELS = {"seq": ("cond", "uncond"), "batch": ("uncond", "cond"), "none": ("main",)}
-
-
-
-def load(tiny_pipeline_dir, family):
-    return load_tiny(tiny_pipeline_dir(family))
 
 
 def call_kwargs(family, steps=STEPS, **extra):
@@ -91,8 +86,8 @@ def reference_ratios(pipe, family, prompt="a cat", seed=0):
 
 
 @pytest.mark.parametrize("family", list(REFERENCE))
-def test_recorded_ratios_match_plain_hooks(tiny_pipeline_dir, family):
-    pipe = load(tiny_pipeline_dir, family)
+def test_recorded_ratios_match_plain_hooks(load, family):
+    pipe = load(family)
     expected = reference_ratios(pipe, family)
     kw = call_kwargs(family)
     result = calibrate(pipe, ["a cat"], [0], kw, model_id=family)
@@ -108,30 +103,28 @@ def test_recorded_ratios_match_plain_hooks(tiny_pipeline_dir, family):
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3", "chroma", "wan"])
-def test_cond_and_uncond_curves_are_separate(tiny_pipeline_dir, family):
-    pipe = load(tiny_pipeline_dir, family)
+def test_cond_and_uncond_curves_are_separate(load, family):
+    pipe = load(family)
     prof = calibrate(pipe, ["a cat"], [0], call_kwargs(family), model_id=family).profile
     cond, uncond = prof.branches["cond"].ratios, prof.branches["uncond"].ratios
     assert max(abs(a - b) for a, b in zip(cond, uncond)) > 1e-4
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3", "chroma", "cogvideox"])
-def test_calibration_does_not_change_outputs(tiny_pipeline_dir, family):
-    pipe = load(tiny_pipeline_dir, family)
+def test_calibration_does_not_change_outputs(load, family):
+    pipe = load(family)
     plain = pipe(prompt="a cat", generator=torch.Generator().manual_seed(3), **call_kwargs(family))
     res = calibrate(pipe, ["a cat"], [3], call_kwargs(family), model_id=family, keep_outputs=True)
     assert np.array_equal(images(res.outputs), images([plain]))
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3", "chroma", "hunyuanvideo", "lumina2"])
-def test_threshold_zero_is_byte_identical_to_no_cache(tiny_pipeline_dir, family):
-    pipe = load(tiny_pipeline_dir, family)
+def test_threshold_zero_is_byte_identical_to_no_cache(load, threshold_zero_check, family):
+    pipe = load(family)
     prof = calibrate(pipe, ["a cat"], [0], call_kwargs(family), model_id=family).profile
     kw = call_kwargs(family)
-    cached = run(pipe, ["a dog"], [5], kw, profile=prof, settings=SkipSettings(0.0, 3, 0.0))
-    plain = run(pipe, ["a dog"], [5], kw, profile=prof, no_cache=True)
+    cached, plain = threshold_zero_check(pipe, prof, kw, prompt="a dog", seed=5, max_skip_steps=3, retention_ratio=0.0)
     assert cached.transformer_calls == cached.total_calls == plain.total_calls
-    assert np.array_equal(images(cached.outputs), images(plain.outputs))
 
 
 def reference_schedule(curves, steps, thr, k, retention, policy):
@@ -162,8 +155,8 @@ def reference_schedule(curves, steps, thr, k, retention, policy):
 
 @pytest.mark.parametrize("family,policy", [("flux", "joint"), ("flux", "independent"), ("sd3", "joint"),
                                            ("chroma", "independent"), ("wan", "joint")])
-def test_skipped_steps_follow_the_rule(tiny_pipeline_dir, family, policy):
-    pipe = load(tiny_pipeline_dir, family)
+def test_skipped_steps_follow_the_rule(load, family, policy):
+    pipe = load(family)
     prof = calibrate(pipe, ["a cat"], [0], call_kwargs(family, steps=12), model_id=family).profile
     curves = {lb: b.ratios for lb, b in prof.branches.items()}
     thr, k, ret = 0.25, 2, 0.2
@@ -180,10 +173,10 @@ def test_skipped_steps_follow_the_rule(tiny_pipeline_dir, family, policy):
 
 
 @pytest.mark.parametrize("family,embed", [("flux", "x_embedder"), ("sd3", "pos_embed")])
-def test_skipped_step_outputs_input_plus_cached_residual(tiny_pipeline_dir, family, embed):
+def test_skipped_step_outputs_input_plus_cached_residual(load, family, embed):
     """On a skipped step the stack's output (norm_out's input) is the stack's input (the patch embedding's
     output) plus the residual of the branch's last computed step; checked with hooks outside the stack."""
-    pipe = load(tiny_pipeline_dir, family)
+    pipe = load(family)
     prof = calibrate(pipe, ["a cat"], [0], call_kwargs(family, steps=10), model_id=family).profile
     t = pipe.transformer
     ins, outs = [], []
@@ -205,8 +198,8 @@ def test_skipped_step_outputs_input_plus_cached_residual(tiny_pipeline_dir, fami
         torch.testing.assert_close(outs[i], ins[i] + (outs[j] - ins[j]), rtol=0, atol=1e-6)
 
 
-def test_hooks_are_removed_even_on_error(tiny_pipeline_dir):
-    pipe = load(tiny_pipeline_dir, "flux")
+def test_hooks_are_removed_even_on_error(load):
+    pipe = load("flux")
     t = pipe.transformer
     originals = (t.transformer_blocks, t.single_transformer_blocks)
     prof = calibrate(pipe, ["a cat"], [0], call_kwargs("flux"), model_id="flux").profile
@@ -223,15 +216,15 @@ def test_hooks_are_removed_even_on_error(tiny_pipeline_dir):
     assert not t._forward_pre_hooks and not t._forward_hooks
     assert "step" not in vars(pipe.scheduler) and "cache_context" not in vars(t)
     again = pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), **call_kwargs("flux"))
-    fresh = load(tiny_pipeline_dir, "flux")
+    fresh = load("flux")
     ref = fresh(prompt="a cat", generator=torch.Generator().manual_seed(0), **call_kwargs("flux"))
     assert np.array_equal(images([again]), images([ref]))
 
 
-def test_unet_pipeline_gets_a_one_line_error(tiny_pipeline_dir):
+def test_unet_pipeline_gets_a_one_line_error(load):
     from magcache_cli.errors import StackNotFoundError
 
-    pipe = load(tiny_pipeline_dir, "sdxl")
+    pipe = load("sdxl")
     with pytest.raises(StackNotFoundError) as e:
         calibrate(pipe, ["a cat"], [0], call_kwargs("sdxl", steps=2), model_id="sdxl")
     msg = str(e.value)

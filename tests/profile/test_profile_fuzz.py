@@ -1,8 +1,13 @@
 """Fuzzing the profile loader: any mutation of a valid profile either loads or raises ProfileError (never
-another exception, never unbounded work), and hostile YAML is refused before anything is built."""
+another exception, never unbounded work), and hostile YAML is refused before anything is built. Both ways are
+pinned down so that neither a loader that refuses everything nor one that accepts everything passes: edits that
+keep the profile valid (values within their ranges, other YAML spellings, comments, section order) load as the
+profile the edit describes and round-trip; edits that break one field raise ProfileError naming that field."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,7 @@ from hypothesis import strategies as st
 
 from magcache_cli.errors import ProfileError
 from magcache_cli.profile import reading
-from magcache_cli.profile.io import load_profile
+from magcache_cli.profile.io import dump_profile, load_profile
 from magcache_cli.profile.validate import profile_from_dict
 
 SHIPPED = Path(__file__).resolve().parents[2] / "profiles"
@@ -52,6 +57,137 @@ def mutated(draw) -> str:
 
 def test_the_unmutated_profile_loads():
     assert load_text(VALID).model.pipeline_class == "FluxPipeline"
+
+
+BASE = load_text(VALID)
+RATIOS = BASE.branches["main"].ratios
+VALID_EDITS = ["ratio", "threshold", "max_skip_steps", "retention_ratio", "source", "model_id", "block_ratios",
+               "quoted", "shuffle", "comments"]
+# Printable text on one line (letters, digits, punctuation, symbols, spaces), written as a JSON string, which is
+# also a YAML double-quoted scalar.
+LINE_TEXT = st.text(st.characters(categories=["L", "N", "P", "S", "Zs"]), min_size=1, max_size=30)
+
+
+def rounded(lo: float, hi: float):
+    return st.floats(lo, hi).map(lambda x: round(x, 5))  # what a saved profile holds: 5 decimals
+
+
+def number(v: float) -> str:
+    """A float as YAML 1.1 reads it back as a float: PyYAML takes `6e-05` (no dot) for a string."""
+    return f"{v:.5f}"
+
+
+def set_line(text: str, prefix: str, value: str) -> str:
+    lines = text.splitlines(keepends=True)
+    (i,) = [k for k, line in enumerate(lines) if line.startswith(prefix)]
+    lines[i] = prefix + value + "\n"
+    return "".join(lines)
+
+
+def test_the_fuzzed_lines_are_where_the_strategies_expect_them():
+    for prefix in ("  id: ", "source: ", "  threshold: ", "  max_skip_steps: ", "  retention_ratio: ", "    ratios: ",
+                   "  pipeline_class: FluxPipeline", "  steps: 28", "  tuned: null"):
+        assert set_line(VALID, prefix, "x").count(prefix + "x\n") == 1
+    assert (BASE.defaults.threshold, BASE.defaults.max_skip_steps, BASE.defaults.retention_ratio) == (0.24, 5, 0.1)
+    assert len(RATIOS) == BASE.calibration.steps == 28 and RATIOS[0] == 1.0
+
+
+@st.composite
+def valid_edit(draw) -> tuple[str, object]:
+    """(text, the Profile it describes): BASE with the drawn fields replaced, whatever the YAML spelling."""
+    edits = draw(st.lists(st.sampled_from(VALID_EDITS), min_size=1, max_size=4, unique=True))
+    model, defaults, ratios, source = BASE.model, BASE.defaults, list(RATIOS), BASE.source
+    text = VALID
+    if "ratio" in edits:
+        ratios[draw(st.integers(1, len(ratios) - 1))] = draw(rounded(0.01, 50.0))
+    if "threshold" in edits:
+        defaults = dataclasses.replace(defaults, threshold=draw(rounded(0.0, 5.0)))
+        text = set_line(text, "  threshold: ", number(defaults.threshold))
+    if "max_skip_steps" in edits:
+        defaults = dataclasses.replace(defaults, max_skip_steps=draw(st.integers(0, 100)))
+        text = set_line(text, "  max_skip_steps: ", str(defaults.max_skip_steps))
+    if "retention_ratio" in edits:
+        defaults = dataclasses.replace(defaults, retention_ratio=draw(rounded(0.0, 0.99)))
+        text = set_line(text, "  retention_ratio: ", number(defaults.retention_ratio))
+    if "source" in edits:
+        source = draw(LINE_TEXT)
+        text = set_line(text, "source: ", json.dumps(source, ensure_ascii=False))
+    if "model_id" in edits:
+        model = dataclasses.replace(model, id=draw(LINE_TEXT))
+        text = set_line(text, "  id: ", json.dumps(model.id, ensure_ascii=False))
+    if "quoted" in edits:
+        text = set_line(text, "  pipeline_class: ", '"FluxPipeline"')
+    if "block_ratios" in edits:  # a block sequence instead of the flow list
+        text = set_line(text, "    ratios:", "\n" + "".join(f"    - {number(v)}\n" for v in ratios)[:-1])
+    else:
+        text = set_line(text, "    ratios: ", "[" + ", ".join(map(number, ratios)) + "]")
+    if "shuffle" in edits:  # top-level sections in another order
+        sections = text.rstrip("\n").split("\n\n")
+        text = "\n\n".join(draw(st.permutations(sections))) + "\n"
+    if "comments" in edits:  # comment and blank lines anywhere between lines
+        lines = text.splitlines(keepends=True)
+        for _ in range(draw(st.integers(1, 5))):
+            extra = draw(st.sampled_from(["\n", "#\n"]) | LINE_TEXT.map(lambda t: f"# {t}\n"))
+            lines.insert(draw(st.integers(0, len(lines))), extra)
+        text = "".join(lines)
+    main = dataclasses.replace(BASE.branches["main"], ratios=ratios)
+    return text, dataclasses.replace(BASE, model=model, defaults=defaults, source=source, branches={"main": main})
+
+
+@settings(FUZZ, max_examples=100)  # each example also writes the profile out (dump_profile: ~7 ms)
+@given(valid_edit())
+def test_valid_edits_load_as_written_and_round_trip(case):
+    text, expected = case
+    loaded = load_text(text)  # a ProfileError here is a valid profile refused
+    assert loaded == expected
+    assert load_text(dump_profile(loaded)) == loaded  # (saving twice gives the same bytes: test_schema.py)
+
+
+@st.composite
+def invalid_edit(draw) -> tuple[str, str]:
+    """(text, the dotted field the loader must name): one field broken, the rest valid."""
+    kind = draw(st.sampled_from(["ratio", "first_ratio", "ratio_count", "threshold", "retention_ratio",
+                                 "max_skip_steps", "unknown_key", "missing_key", "steps"]))
+    ratios = list(RATIOS)
+    text = VALID
+    if kind == "ratio":
+        i = draw(st.integers(1, len(ratios) - 1))
+        ratios[i] = draw(st.sampled_from([0.0, -1.0]) | rounded(-50.0, -0.00001))
+        field = f"branches.main.ratios[{i}]"
+    elif kind == "first_ratio":
+        ratios[0] = draw(rounded(0.01, 50.0).filter(lambda v: v != 1.0))
+        field = "branches.main.ratios[0]"
+    elif kind == "ratio_count":
+        del ratios[draw(st.integers(0, len(ratios) - 1))]
+        ratios[0] = 1.0
+        field = "branches.main.ratios"
+    elif kind == "threshold":
+        text, field = set_line(text, "  threshold: ", number(draw(rounded(-5.0, -0.00001)))), "defaults.threshold"
+    elif kind == "retention_ratio":
+        value = draw(rounded(1.0, 5.0) | rounded(-5.0, -0.00001))
+        text, field = set_line(text, "  retention_ratio: ", number(value)), "defaults.retention_ratio"
+    elif kind == "max_skip_steps":
+        value = draw(st.integers(-100, -1).map(str) | st.sampled_from(["2.5", "two", "[]"]))
+        text, field = set_line(text, "  max_skip_steps: ", value), "defaults.max_skip_steps"
+    elif kind == "unknown_key":
+        text, field = set_line(text, "  tuned: ", "null\n  colour: blue"), "defaults.colour"
+    elif kind == "missing_key":
+        text, field = text.replace("  pipeline_class: FluxPipeline\n", ""), "model.pipeline_class"
+    else:
+        steps = draw(st.sampled_from(["0", "-3", "28.5", "many"]))
+        text, field = set_line(text, "  steps: ", steps), "calibration.steps"
+    if ratios != RATIOS:
+        text = set_line(text, "    ratios: ", "[" + ", ".join(map(number, ratios)) + "]")
+    return text, field
+
+
+@FUZZ
+@given(invalid_edit())
+def test_invalid_edits_raise_a_profile_error_naming_the_field(case):
+    text, field = case
+    with pytest.raises(ProfileError) as e:
+        load_text(text)
+    assert e.value.field == field, str(e.value)
 
 
 @FUZZ

@@ -244,6 +244,7 @@ def _demo_ready() -> bool:
     return (BUILTIN_MODELS["builtin:demo"] / "model_index.json").is_file() and TUNED_DEMO.is_file()
 
 
+@pytest.mark.slow  # the demo model at 28 steps, plain and cached, on the prompts of the tuning evidence
 @pytest.mark.skipif(not _demo_ready(), reason="needs the bundled demo model and benchmarks/results/demo-tuned.yaml")
 def test_demo_model_tuned_defaults_meet_the_issue_targets():
     """The defaults `tune --min-psnr 35` wrote for the demo model (benchmarks/quality_study.py), re-measured

@@ -34,6 +34,8 @@ from magcache_cli.testing.helpers import invoke
 sys.path.insert(0, str(Path(__file__).parent))
 import dist_worker as worker  # noqa: E402
 
+pytestmark = pytest.mark.slow  # torchrun and several processes
+
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300  # a guard against a hang, not a timing assertion
 

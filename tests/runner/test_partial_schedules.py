@@ -91,14 +91,11 @@ def test_img2img_reads_the_t2i_curve_at_the_positions_it_runs(img2img, t2i_profi
     assert report.calls == 2 * (N - begin)
 
 
-def test_threshold_zero_is_byte_identical_to_no_cache(img2img, t2i_profile, picture):
+def test_threshold_zero_is_byte_identical_to_no_cache(img2img, t2i_profile, picture, threshold_zero_check):
     image, _ = read_input("image", picture)
     call = dict(image=image, strength=0.5, output_type="np", **KW)
-    plain = img2img("a cat", generator=gen(), **call).images
-    with magcache.apply(img2img, t2i_profile, threshold=0.0) as cache:
-        cached = img2img("a cat", generator=gen(), **call).images
+    cache, _ = threshold_zero_check(img2img, t2i_profile, call, via="apply")
     assert cache.report.skipped == {"cond": [], "uncond": []}
-    assert plain.tobytes() == cached.tobytes()
 
 
 def test_partial_calibration_records_its_window_and_a_lower_start_computes_the_rest(img2img, picture, reference_skips):
@@ -178,7 +175,8 @@ class _TwoStreamFlux:
         return pipe
 
 
-def test_copied_and_repeatedly_stepped_scheduler_counts_each_step_once(base, t2i_profile, reference_skips):
+def test_copied_and_repeatedly_stepped_scheduler_counts_each_step_once(base, t2i_profile, reference_skips,
+                                                                         threshold_zero_check):
     pipe = _TwoStreamFlux.make(base)
     prof = magcache.calibrate(pipe, ["a cat"], seeds=[0], **KW)
     assert curves_of(prof) == curves_of(t2i_profile)  # same model, same steps: the copy changes nothing
@@ -190,6 +188,4 @@ def test_copied_and_repeatedly_stepped_scheduler_counts_each_step_once(base, t2i
     assert report.window == (0, N) and report.calls == 2 * N
     assert report.skipped["cond"] == reference_skips(curves_of(prof), 0, N, THRESHOLD, K, R)
     assert sorted(report.computed["cond"] + report.skipped["cond"]) == list(range(N))
-    with magcache.apply(pipe, prof, threshold=0.0):
-        same = pipe("a cat", generator=gen(), **call).images
-    assert same.tobytes() == plain.tobytes()
+    threshold_zero_check(pipe, prof, call, plain=plain, via="apply")

@@ -82,6 +82,7 @@ def test_classify_accepts_pil_and_channel_arrays():
     assert digits.adherence(pil, labels[:10]) >= 0.9
 
 
+@pytest.mark.slow  # 20 demo-model images at 28 steps in one call
 def test_demo_model_follows_prompts(pipe):
     """10 digits x 2 seeds, 28 steps, one batched call: the classifier must read the prompted digit >= 90%."""
     digit_list = [d for _ in range(2) for d in range(10)]

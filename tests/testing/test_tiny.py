@@ -4,6 +4,9 @@ guidance mode and token counts."""
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -213,6 +216,37 @@ def test_build_is_deterministic(tmp_path):
     assert a[key] == b[key]
     assert a == b  # every file: weights, configs, tokenizers
     assert c[key] != a[key]
+
+
+_HASH_EVERY_FAMILY = """
+import hashlib, sys, tempfile
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from magcache_cli.testing.tiny import FAMILIES, build_tiny_pipeline
+with tempfile.TemporaryDirectory() as d:
+    for name in FAMILIES:
+        root = build_tiny_pipeline(name, Path(d) / name, seed=0)
+        h = hashlib.sha256()
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                h.update(p.relative_to(root).as_posix().encode() + b"\\0" + p.read_bytes())
+        print(name, h.hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_every_family_saves_the_same_bytes_in_another_process():
+    """A parameter left uninitialised (torch.empty) holds other bytes in every process: build every family in two
+    fresh processes and compare the saved folders (lumina-next's pad_token did differ)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    runs = [subprocess.run([sys.executable, "-c", _HASH_EVERY_FAMILY], capture_output=True, text=True, env=env,
+                           timeout=600) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr[-3000:]
+    first, second = (dict(line.split() for line in r.stdout.splitlines()) for r in runs)
+    assert list(first) == list(FAMILIES)
+    assert {name for name in first if first[name] != second[name]} == set()
 
 
 def test_tokenizers_are_character_level(tiny_pipeline_dir):

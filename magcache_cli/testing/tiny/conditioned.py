@@ -1,4 +1,4 @@
-"""Tiny pieces for image-conditioned workflows, built offline like the families in `__init__.py`.
+"""Tiny pieces for image-conditioned workflows, built offline like the families (see the package docstring).
 
 Most image-conditioned pipelines load the tiny text-to-X folders with another class (FluxImg2ImgPipeline,
 FluxInpaintPipeline, FluxKontextPipeline and StableDiffusion3Img2ImgPipeline load `flux` / `sd3` as they
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .parts import _denoiser
-from .video import _build_wan
+from .wan import _build_wan
 
 WAN_I2V_CALL = dict(height=64, width=64, num_frames=5, max_sequence_length=16, guidance_scale=5.0,
                     negative_prompt="blurry, low quality")

@@ -197,3 +197,15 @@ def _flow_scheduler(**kw):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     return FlowMatchEulerDiscreteScheduler(**kw)
+
+
+def _wan_vae(seed: int):
+    """Wan's causal 3D VAE, 4 latent channels (8x spatial, 4x temporal): wan and the models built on it."""
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(seed)
+    return AutoencoderKLWan(
+        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
+    ).eval()
