@@ -29,6 +29,7 @@ from magcache_cli.profile.schema import (
 )
 from magcache_cli.profile.validate import validated
 from magcache_cli.runner.inputs import split_call_args
+from magcache_cli.runner.provenance import provenance as setup_provenance
 from magcache_cli.runner.shard import CalibrationRuns
 from magcache_cli.version import __version__
 
@@ -232,7 +233,7 @@ def _result(pipe, denoiser, all_hooks, prompts, seeds, call_kwargs, plain_args, 
     profile = validated(Profile(
         model=ModelInfo(id=model_id, revision=revision, pipeline_class=type(pipe).__name__,
                         transformer_class=type(denoiser).__name__, config_fingerprint=config_fingerprint(config),
-                        stack=stack_paths, components=dict(components or {})),
+                        stack=stack_paths, components=dict(components or {}), **setup_provenance(pipe)),
         scheduler=scheduler_info(pipe.scheduler),
         calibration=Calibration(
             steps=steps, guidance_mode=guidance_mode, guidance_scale=call_kwargs.get("guidance_scale"),
