@@ -30,6 +30,8 @@ NEEDS_GPU = {"bnb": "bitsandbytes quantizes on a CUDA GPU only (diffusers: \"No 
 # attributes on the pipeline where the loading leaves what it did (read by runner/provenance.py)
 LORA_ATTR, QUANT_ATTR, FILE_ATTR = "_magcache_loras", "_magcache_quantize", "_magcache_transformer_file"
 _SCALE = re.compile(r"(.+):([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+# LoRAs that ship inside the package: the demo model's bold-digit style (scripts/train_demo_lora.py)
+BUILTIN_LORAS = {"builtin:demo-bold": Path(__file__).resolve().parents[1] / "demo_model" / "lora" / "bold-digits.safetensors"}
 _WEIGHT_EXT = (".safetensors", ".bin", ".pt", ".pth")
 _LORA_HINT = "use a hub repo (owner/repo), owner/repo/FILE.safetensors, a local file or folder, then :SCALE"
 
@@ -89,6 +91,10 @@ def parse_lora(text: str) -> LoraSpec:
     text = text.strip()
     m = _SCALE.fullmatch(text)
     source, scale = (m.group(1), float(m.group(2))) if m else (text, 1.0)
+    if source.startswith("builtin:"):
+        if source not in BUILTIN_LORAS:
+            raise UsageError(f"--lora {source}: unknown built-in LoRA", hint=f"use one of {', '.join(BUILTIN_LORAS)}")
+        source = str(BUILTIN_LORAS[source])
     if not source:
         raise UsageError(f"--lora {text!r}: no source", hint=_LORA_HINT)
     spec = LoraSpec(source, scale)
@@ -140,10 +146,10 @@ def check_setup(setup: ModelSetup, device: str, dtype: torch.dtype) -> None:
         require("peft", "lora", "--lora")
     for q in setup.quantize:
         module, extra, _ = BACKENDS[q.backend]
-        require(module, extra, f"--quantize {q.text}")
         if q.backend in NEEDS_GPU and device != "cuda":
             raise LoadError(f"--quantize {q.text} needs a CUDA GPU: {NEEDS_GPU[q.backend]}, and this run is on "
                             f"{device}", hint="use torchao:int8wo or quanto:int8 on a CPU, or run on a CUDA GPU")
+        require(module, extra, f"--quantize {q.text}")
         if q.text == "torchao:float8wo" and dtype == torch.float32:
             raise UsageError("--quantize torchao:float8wo computes in bfloat16 (torchao cannot mix float8 weights "
                              "with float32 activations)", hint="add --dtype bfloat16")
@@ -156,23 +162,27 @@ def check_setup(setup: ModelSetup, device: str, dtype: torch.dtype) -> None:
                                  hint="drop the transformer's --quantize, or pass a .safetensors file")
 
 
-def _library(model_ref: str, component: str, revision: str | None) -> str:
-    """`diffusers` or `transformers`: which library's config class quantizes this component."""
+def _json(model_ref: str, revision: str | None, name: str) -> dict | None:
+    """A JSON file of a local pipeline folder or of a hub model already in the cache (never fetched)."""
     import json
 
     local = Path(model_ref).expanduser()
     try:
         if local.is_dir():
-            found = local / "model_index.json"
+            found: Path | None = local / name
         else:
             from huggingface_hub import try_to_load_from_cache
 
-            cached = try_to_load_from_cache(model_ref, "model_index.json", revision=revision)
+            cached = try_to_load_from_cache(model_ref, name, revision=revision)
             found = Path(cached) if isinstance(cached, str) else None
-        index = json.loads(found.read_text(encoding="utf-8")) if found is not None and found.is_file() else {}
-    except (OSError, ValueError):
-        index = {}
-    entry = index.get(component)
+        return json.loads(found.read_text(encoding="utf-8")) if found is not None and found.is_file() else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _library(model_ref: str, component: str, revision: str | None) -> str:
+    """`diffusers` or `transformers`: which library's config class quantizes this component."""
+    entry = (_json(model_ref, revision, "model_index.json") or {}).get(component)
     return entry[0] if isinstance(entry, list) and entry and entry[0] == "transformers" else "diffusers"
 
 
@@ -202,9 +212,7 @@ def transformer_class(model_ref: str, revision: str | None):
     """The diffusers model class of the pipeline's transformer, from its config (folder or hub)."""
     import diffusers
 
-    from magcache_cli.runner.loading import _config
-
-    config = _config(model_ref, revision, "transformer")
+    config = _json(model_ref, revision, "transformer/config.json")
     if config is None:
         try:
             import json

@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""LoRAs and quantization on the bundled demo model: how far they move the curves, and what a profile
+calibrated on the base weights costs in quality against one calibrated on the set-up itself.
+
+    .venv/bin/python benchmarks/lora_quant.py          # writes benchmarks/results/lora_quant.{json,md}
+
+Set-ups: the base weights (float32); the bold-digits LoRA (`builtin:demo-bold`, scripts/train_demo_lora.py) at
+scales 0.25, 0.5 and 1.0; torchao int8 weight-only and quanto int8 (float32 compute); bfloat16 and torchao
+float8 weight-only (bfloat16 compute: torchao's float8 does not run with float32 activations on a CPU).
+
+For each set-up: a calibration on the calibration prompts (even digits) × seeds 0, 1, its curve distance to
+the base profile (`profile.diff.curve_difference`, max over branches of the mean and the max |Δ ratio| per
+step), and the distance `magcache profile verify` sees (the base profile against one re-measured prompt ×
+seed, the first calibration pair). Then, on held-out prompts (odd digits) × seeds 100, 101, the uncached
+set-up is the reference and an E × K grid (R 0.2) runs once with the base profile and once with the set-up's
+own profile (`quality.tune.sweep`); per pass budget, each profile's best mean PSNR among the settings that cost
+at most that many transformer passes (`study_helpers.at_budgets`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import study_helpers  # noqa: E402
+
+from magcache_cli import api  # noqa: E402
+from magcache_cli.core.rule import SkipSettings  # noqa: E402
+from magcache_cli.profile.diff import curve_difference  # noqa: E402
+from magcache_cli.quality import compare as quality  # noqa: E402
+from magcache_cli.quality import tune  # noqa: E402
+from magcache_cli.runner.loading import DEMO_CALL, LoadOptions, load_pipeline, quiet_libraries  # noqa: E402
+from magcache_cli.runner.setups import ModelSetup  # noqa: E402
+from magcache_cli.testing.digits import DIGIT_PROMPTS  # noqa: E402
+
+CAL_PROMPTS, CAL_SEEDS = list(DIGIT_PROMPTS[0::2]), [0, 1]
+EVAL_PROMPTS, EVAL_SEEDS = list(DIGIT_PROMPTS[1::2]), [100, 101]
+BUDGETS = (20, 16, 13, 10)
+GRID = [SkipSettings(e, k, 0.2) for e in (0.02, 0.04, 0.06, 0.1, 0.16, 0.24, 0.36, 0.5) for k in (2, 3, 4, 6)]
+SETUPS = [  # name, dtype, --lora, --quantize
+    ("base", "float32", [], []),
+    ("LoRA bold x0.25", "float32", ["builtin:demo-bold:0.25"], []),
+    ("LoRA bold x0.5", "float32", ["builtin:demo-bold:0.5"], []),
+    ("LoRA bold x1.0", "float32", ["builtin:demo-bold:1.0"], []),
+    ("torchao int8wo", "float32", [], ["torchao:int8wo"]),
+    ("quanto int8", "float32", [], ["quanto:int8"]),
+    ("bfloat16", "bfloat16", [], []),
+    ("torchao float8wo (bf16)", "bfloat16", [], ["torchao:float8wo"]),
+]
+
+
+def distance(a, b) -> dict[str, float]:
+    """Max over branches of curve_difference's mean and max |Δ ratio|."""
+    diffs = [curve_difference(a.branches[lb].ratios, b.branches[lb].ratios) for lb in a.branches if lb in b.branches]
+    return {"mean": max(d["mean_abs_diff"] for d in diffs), "max": max(d["max_abs_diff"] for d in diffs)}
+
+
+def study(name: str, dtype: str, loras: list[str], quant: list[str], base_profile, kwargs: dict) -> dict:
+    t0 = time.perf_counter()
+    pipe, _, _ = load_pipeline(LoadOptions("builtin:demo", dtype=dtype, device="cpu",
+                                           setup=ModelSetup.parse(loras, False, quant)))
+    own = api.calibrate(pipe, CAL_PROMPTS, CAL_SEEDS, model_id="builtin:demo", **kwargs)
+    base_profile = base_profile or own
+    one = api.calibrate(pipe, CAL_PROMPTS[:1], CAL_SEEDS[:1], model_id="builtin:demo", **kwargs)
+    ref = quality.reference(pipe, base_profile, EVAL_PROMPTS, EVAL_SEEDS, kwargs, lpips=(None, "off"))
+    rows = {label: tune.sweep(pipe, prof, ref, EVAL_PROMPTS, EVAL_SEEDS, kwargs, GRID)
+            for label, prof in (("base profile", base_profile), ("own profile", own))}
+    out = {"setup": name, "dtype": dtype, "lora": loras, "quantize": quant,
+           "curve_distance": distance(base_profile, own), "verify_distance": distance(base_profile, one),
+           "budgets": study_helpers.at_budgets(rows, BUDGETS), "adapters": [a.__dict__ for a in own.model.adapters],
+           "wall_s": round(time.perf_counter() - t0, 1)}
+    print(json.dumps({k: out[k] for k in ("setup", "curve_distance", "verify_distance", "wall_s")}), flush=True)
+    return out, own
+
+
+def markdown(results: list[dict]) -> str:
+    head = ("| set-up | curve distance mean / max | verify distance mean / max | "
+            + " | ".join(f"PSNR @ ≤{b} passes: base / own profile" for b in BUDGETS) + " |")
+    lines = [head, "|" + "---|" * (3 + len(BUDGETS))]
+    for r in results:
+        cells = []
+        for row in r["budgets"]:
+            b, o = row["base profile"], row["own profile"]
+            cells.append(f"{b['psnr']:.2f} / {o['psnr']:.2f}" if b and o else "–")
+        cd, vd = r["curve_distance"], r["verify_distance"]
+        lines.append(f"| {r['setup']} | {cd['mean']:.4f} / {cd['max']:.4f} | {vd['mean']:.4f} / {vd['max']:.4f} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lora_quant")
+    ap.add_argument("--only", nargs="*", help="set-up names to run (the base always runs)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    quiet_libraries()
+    kwargs = {**DEMO_CALL, "output_type": "np"}
+    results, base = [], None
+    for name, dtype, loras, quant in SETUPS:
+        if args.only and name != "base" and name not in args.only:
+            continue
+        r, own = study(name, dtype, loras, quant, base, kwargs)
+        base = base or own
+        results.append(r)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({"calibration": [CAL_PROMPTS, CAL_SEEDS],
+                                                         "held_out": [EVAL_PROMPTS, EVAL_SEEDS],
+                                                         "grid": [[s.threshold, s.max_skip_steps, s.retention_ratio]
+                                                                  for s in GRID], "results": results}, indent=1))
+    args.out.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
