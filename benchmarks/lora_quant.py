@@ -66,13 +66,20 @@ def distance(a, b) -> dict[str, float]:
     return {"mean": max(d["mean_abs_diff"] for d in diffs), "max": max(d["max_abs_diff"] for d in diffs)}
 
 
-def at_budget(profile, budget: int) -> SkipSettings | None:
-    """K 4, R 0.2 and the smallest threshold whose predicted schedule costs at most `budget` passes."""
+def _passes(profile) -> dict[int, SkipSettings]:
+    """Predicted passes per run -> the smallest threshold (K 4, R 0.2) that gives them."""
+    out: dict[int, SkipSettings] = {}
     for e in THRESHOLDS:
         s = SkipSettings(e, 4, 0.2)
-        if predict(profile, profile.calibration.steps, s).passes <= budget:
-            return s
-    return None
+        out.setdefault(predict(profile, profile.calibration.steps, s).passes, s)
+    return out
+
+
+def at_budget(a, b, budget: int) -> tuple[SkipSettings, SkipSettings]:
+    """Settings for both profiles at the same pass count: the largest one ≤ `budget` that both reach."""
+    pa, pb = _passes(a), _passes(b)
+    target = max(p for p in pa if p in pb and p <= budget)
+    return pa[target], pb[target]
 
 
 def study(name: str, dtype: str, loras: list[str], quant: list[str], base_profile, kwargs: dict) -> dict:
@@ -86,8 +93,7 @@ def study(name: str, dtype: str, loras: list[str], quant: list[str], base_profil
     budgets = []
     for b in BUDGETS:
         row = {"budget": b}
-        for label, prof in (("base profile", base_profile), ("own profile", own)):
-            s = at_budget(prof, b)
+        for label, prof, s in zip(("base profile", "own profile"), (base_profile, own), at_budget(base_profile, own, b)):
             m, _ = quality.cached(pipe, prof, ref, EVAL_PROMPTS, EVAL_SEEDS, kwargs, s)
             row[label] = {"threshold": s.threshold, "passes": m.passes, "psnr": round(m.quality.psnr, 2),
                           "ssim": round(m.quality.ssim, 4)}

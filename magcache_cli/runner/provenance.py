@@ -76,7 +76,8 @@ def _found_adapters(pipe) -> dict[str, tuple[float, bool]]:
     found: dict[str, tuple[float, bool]] = {}
     for layer in _tuner_layers(pipe):
         scaling = getattr(layer, "scaling", None) or {}
-        merged, active = set(getattr(layer, "merged_adapters", []) or []), set(layer.active_adapters)
+        merged = set(getattr(layer, "merged_adapters", []) or [])
+        active = set() if getattr(layer, "disable_adapters", False) else set(layer.active_adapters)
         for name, value in scaling.items():
             if name in found or not (name in active or name in merged):
                 continue
