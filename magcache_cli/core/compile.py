@@ -49,6 +49,7 @@ def compile_pipeline(pipe, mode: str = "repeated", fullgraph: bool = True, **tor
         torch_compile_kwargs["mode"] = torch_compile_kwargs.pop("compile_mode")
     names = []
     for name, model in find_denoisers(pipe):
+        refuse_gguf(name, model)
         if mode == "auto" and has_repeated_blocks(model):
             try:
                 _compile_repeated(model, fullgraph, torch_compile_kwargs)
@@ -62,6 +63,14 @@ def compile_pipeline(pipe, mode: str = "repeated", fullgraph: bool = True, **tor
             setattr(pipe, name, model)
         names.append(name)
     return names
+
+
+def refuse_gguf(name: str, model) -> None:
+    """torch.compile cannot trace diffusers' `GGUFParameter` weights (dynamo 2.13: "Unsupported tensor subclass
+    overridden attribute access" with fullgraph, a KeyError without): say so before the first call fails."""
+    if any(type(p).__name__ == "GGUFParameter" for p in model.parameters()):
+        raise UsageError(f"{name} has GGUF weights, which torch.compile cannot trace",
+                         hint="drop --compile, or load a .safetensors transformer (optionally --quantize torchao:int8wo)")
 
 
 def has_repeated_blocks(model) -> bool:

@@ -188,3 +188,10 @@ def test_missing_extra_names_it(flux, tmp_path, monkeypatch):
 def test_bad_setups_fail_in_one_line(flux, tmp_path, args, says):
     r = invoke("calibrate", "--model", flux, "-p", "a", *args, "--out", tmp_path / "x.yaml")
     assert r.exit_code == 1 and says in r.output and "Traceback" not in r.output
+
+
+def test_gguf_transformer_refuses_compile_in_one_line(flux, files, plain_profile, tmp_path):
+    r = invoke("run", "--profile", plain_profile, "-p", "a", "--transformer-file", files["gguf"], "--compile",
+               "--output", tmp_path / "x.png")
+    assert r.exit_code == 1 and "GGUF weights" in r.output and "torch.compile" in r.output
+    assert "Traceback" not in r.output

@@ -71,6 +71,7 @@ def test_parse_quantize_refuses(text):
         parse_quantize(text)
 
 
+@pytest.mark.slow
 def test_a_lora_loaded_by_the_caller_is_detected(flux, lora):
     pipe = load_tiny(flux)
     pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="style")
@@ -83,6 +84,7 @@ def test_a_lora_loaded_by_the_caller_is_detected(flux, lora):
         [("style", True)]
 
 
+@pytest.mark.slow
 def test_an_inactive_adapter_is_not_recorded(flux, lora):
     pipe = load_tiny(flux)
     pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="style")
@@ -90,6 +92,7 @@ def test_an_inactive_adapter_is_not_recorded(flux, lora):
     assert magcache.calibrate(pipe, ["a cat"], seeds=[0], **KW).model.adapters == []
 
 
+@pytest.mark.slow
 def test_a_model_quantized_by_the_caller_is_detected_and_the_base_profile_applies(flux, base_profile):
     pytest.importorskip("torchao")
     from diffusers import DiffusionPipeline, FluxTransformer2DModel, TorchAoConfig
@@ -108,6 +111,7 @@ def test_a_model_quantized_by_the_caller_is_detected_and_the_base_profile_applie
     assert cache.report.skipped["main"]
 
 
+@pytest.mark.slow
 def test_the_same_setup_gives_no_warning(flux, base_profile):
     pipe = load_tiny(flux)
     with magcache.apply(pipe, base_profile) as cache:
@@ -115,6 +119,7 @@ def test_the_same_setup_gives_no_warning(flux, base_profile):
     assert cache.warnings == []
 
 
+@pytest.mark.slow
 def test_quanto_int8_loads_and_is_recorded(flux):
     pytest.importorskip("optimum.quanto")
     from magcache_cli.runner.loading import LoadOptions, load_pipeline
@@ -125,6 +130,7 @@ def test_quanto_int8_loads_and_is_recorded(flux):
     assert [(q.backend, q.spec) for q in prof.model.quantization] == [("quanto", "quanto:int8")]
 
 
+@pytest.mark.slow
 def test_new_fields_round_trip_and_errors_name_the_field(base_profile):
     data = profile_to_dict(base_profile)
     data["model"]["adapters"] = [{"name": "lora0", "source": "owner/repo", "weight_name": "s.safetensors",
@@ -143,6 +149,7 @@ def test_new_fields_round_trip_and_errors_name_the_field(base_profile):
         profile_from_dict(data)
 
 
+@pytest.mark.slow
 def test_profiles_without_the_new_fields_keep_their_text(base_profile):
     data = profile_to_dict(base_profile)
     assert not {"adapters", "quantization", "transformer_file"} & set(data["model"])
