@@ -107,14 +107,13 @@ def study(name: str, dtype: str, loras: list[str], quant: list[str], base_profil
 
 def markdown(results: list[dict]) -> str:
     head = ("| set-up | curve distance mean / max | verify distance mean / max | "
-            + " | ".join(f"PSNR at {b}/28 passes: base / own profile (dB)" for b in BUDGETS) + " |")
+            + " | ".join(f"PSNR at ≤ {b} of 28 passes: base / own profile (dB, passes)" for b in BUDGETS) + " |")
     lines = [head, "|" + "---|" * (3 + len(BUDGETS))]
     for r in results:
         cells = []
         for row in r["budgets"]:
             b, o = row["base profile"], row["own profile"]
-            cells.append(f"{b['psnr']:.2f} / {o['psnr']:.2f}" + ("" if b["passes"] == o["passes"] else
-                         f" ({b['passes']:g} / {o['passes']:g} passes)"))
+            cells.append(f"{b['psnr']:.2f} / {o['psnr']:.2f} ({b['passes']:g})")
         cd, vd = r["curve_distance"], r["verify_distance"]
         lines.append(f"| {r['setup']} | {cd['mean']:.4f} / {cd['max']:.4f} | {vd['mean']:.4f} / {vd['max']:.4f} | "
                      + " | ".join(cells) + " |")
@@ -125,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lora_quant")
     ap.add_argument("--only", nargs="*", help="set-up names to run (the base always runs)")
+    ap.add_argument("--render", action="store_true", help="rewrite the .md from the .json, running nothing")
     args = ap.parse_args(argv)
+    if args.render:
+        results = json.loads(args.out.with_suffix(".json").read_text())["results"]
+        args.out.with_suffix(".md").write_text(markdown(results))
+        return 0
     torch.set_num_threads(1)
     quiet_libraries()
     kwargs = {**DEMO_CALL, "output_type": "np"}
