@@ -153,3 +153,21 @@ def test_new_fields_round_trip_and_errors_name_the_field(base_profile):
 def test_profiles_without_the_new_fields_keep_their_text(base_profile):
     data = profile_to_dict(base_profile)
     assert not {"adapters", "quantization", "transformer_file"} & set(data["model"])
+
+
+@pytest.mark.slow
+def test_text_encoders_quantize_with_transformers_config_classes(flux):
+    pytest.importorskip("torchao")
+    pytest.importorskip("optimum.quanto")
+    from magcache_cli.runner.loading import LoadOptions, load_pipeline
+    from magcache_cli.runner.provenance import quantization_of
+    from magcache_cli.runner.setups import ModelSetup
+
+    setup = ModelSetup.parse(quantize=["text_encoder=torchao:int8wo", "text_encoder_2=quanto:int8"])
+    pipe, _, _ = load_pipeline(LoadOptions(str(flux), setup=setup))
+    clip = dict(pipe.text_encoder.named_parameters())["encoder.layers.0.self_attn.v_proj.weight"]
+    t5 = dict(pipe.text_encoder_2.named_parameters())["encoder.block.0.layer.0.SelfAttention.o.weight"]
+    assert (type(clip).__name__, type(t5).__name__) == ("Int8Tensor", "WeightQBytesTensor")
+    assert sorted((q.component, q.backend, q.spec) for q in quantization_of(pipe)) == [
+        ("text_encoder", "torchao", "torchao:int8wo"), ("text_encoder_2", "quanto", "quanto:int8")]
+    assert type(next(pipe.transformer.parameters())).__name__ == "Parameter"  # the transformer stays as it was
