@@ -195,3 +195,17 @@ def test_gguf_transformer_refuses_compile_in_one_line(flux, files, plain_profile
                "--output", tmp_path / "x.png")
     assert r.exit_code == 1 and "GGUF weights" in r.output and "torch.compile" in r.output
     assert "Traceback" not in r.output
+
+
+def test_tune_and_compare_run_with_a_lora_and_keep_its_provenance(flux, files, tmp_path):
+    path, data = calibrate(flux, tmp_path, "--lora", f"{files['lora']}:0.7")
+    lora = ["--lora", f"{files['lora']}:0.7"]
+    dest = tmp_path / "tuned.yaml"
+    r = invoke("tune", "--profile", path, *lora, "--min-psnr", 20, "-p", "a dog", "--thresholds", "0.1,0.4",
+               "--max-skips", "2", "--retentions", "0.2", "--forecasts", "0", "--out", dest)
+    assert r.exit_code == 0, r.output
+    assert "model.adapters" not in r.output  # the same set-up: no warning
+    assert yaml.safe_load(dest.read_text())["model"]["adapters"] == data["model"]["adapters"]
+    r = invoke("run", "--profile", path, *lora, "--compare", "-p", "a dog", "--output", tmp_path / "c.png", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["cached"]["passes_per_run"] < 8
