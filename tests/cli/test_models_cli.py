@@ -209,3 +209,17 @@ def test_tune_and_compare_run_with_a_lora_and_keep_its_provenance(flux, files, t
     r = invoke("run", "--profile", path, *lora, "--compare", "-p", "a dog", "--output", tmp_path / "c.png", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["cached"]["passes_per_run"] < 8
+
+
+def test_a_pre_quantized_folder_loads_as_it_is_and_records_its_config(flux, plain_profile, tmp_path):
+    pytest.importorskip("torchao")
+    from magcache_cli.runner.loading import LoadOptions, load_pipeline
+    from magcache_cli.runner.setups import ModelSetup
+
+    pipe, _, _ = load_pipeline(LoadOptions(str(flux), setup=ModelSetup.parse(quantize=["torchao:int8wo"])))
+    pipe.save_pretrained(tmp_path / "int8")
+    _, data = calibrate(tmp_path / "int8", tmp_path)
+    (q,) = data["model"]["quantization"]
+    assert (q["component"], q["backend"], q["spec"], q["config"]["quant_method"]) == \
+        ("transformer", "torchao", None, "torchao")
+    assert data["model"]["config_fingerprint"] == yaml.safe_load(plain_profile.read_text())["model"]["config_fingerprint"]
