@@ -44,6 +44,9 @@ class LoraSpec:
 
     @property
     def local(self) -> Path | None:
+        """The file or folder on disk, for a local source (a built-in name resolves to its file)."""
+        if self.source in BUILTIN_LORAS:
+            return BUILTIN_LORAS[self.source]
         path = Path(self.source).expanduser()
         return path if path.exists() or self.source.startswith((".", "/", "~")) else None
 
@@ -91,10 +94,8 @@ def parse_lora(text: str) -> LoraSpec:
     text = text.strip()
     m = _SCALE.fullmatch(text)
     source, scale = (m.group(1), float(m.group(2))) if m else (text, 1.0)
-    if source.startswith("builtin:"):
-        if source not in BUILTIN_LORAS:
-            raise UsageError(f"--lora {source}: unknown built-in LoRA", hint=f"use one of {', '.join(BUILTIN_LORAS)}")
-        source = str(BUILTIN_LORAS[source])
+    if source.startswith("builtin:") and source not in BUILTIN_LORAS:
+        raise UsageError(f"--lora {source}: unknown built-in LoRA", hint=f"use one of {', '.join(BUILTIN_LORAS)}")
     if not source:
         raise UsageError(f"--lora {text!r}: no source", hint=_LORA_HINT)
     spec = LoraSpec(source, scale)

@@ -56,6 +56,12 @@ def test_parse_lora(text, spec):
     assert parse_lora(text) == spec
 
 
+def test_a_builtin_lora_keeps_its_name_and_finds_its_file():
+    spec = parse_lora("builtin:demo-bold:0.5")
+    assert (spec.source, spec.scale, spec.weight_name) == ("builtin:demo-bold", 0.5, None)
+    assert spec.local.name == "bold-digits.safetensors" and spec.local.stat().st_size < 1_000_000
+
+
 @pytest.mark.parametrize("text, spec", [
     ("torchao:int8wo", QuantSpec("transformer", "torchao", "int8wo")),
     ("text_encoder_2=bnb:nf4", QuantSpec("text_encoder_2", "bnb", "nf4")),
