@@ -143,6 +143,13 @@ class TuneLoad(ProfileLoad):
 
 
 @dataclass
+class VerifyLoad(ProfileLoad):
+    """`profile verify`: one process, one uncompiled calibration run."""
+
+    HIDDEN: ClassVar[tuple[str, ...]] = ("compile_", "context_parallel")
+
+
+@dataclass
 class Prompts:
     prompt: Prompt = None
     prompts_file: PromptsFile = None

@@ -243,7 +243,7 @@ Tolerance = Annotated[Optional[float], typer.Option("--tolerance", help="Largest
 
 @profile_app.command("verify")
 @o.command
-def profile_verify(*, ref: Ref, load: o.ProfileLoad, prompt: VerifyPrompt = None, seed: VerifySeed = None,
+def profile_verify(*, ref: Ref, load: o.VerifyLoad, prompt: VerifyPrompt = None, seed: VerifySeed = None,
                    tolerance: Tolerance = None, json_: o.Json = False) -> None:
     """Re-measure a profile's curves on one prompt × seed and check they have not moved (exit 1 if they have).
 
