@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,6 +105,8 @@ def test_torchao_int8_uses_the_full_precision_profile_with_a_warning(flux, plain
     assert "model.quantization" in output and "torchao:int8wo" in output and "--force" not in output
     assert data["branches"]["main"]["skipped"]
     check_skips_and_threshold_zero(plain_profile, tmp_path, "--quantize", "torchao:int8wo")
+    data, _, _ = run(plain_profile, tmp_path, "f.png", "--quantize", "torchao:int8wo", "--forecast", 0.5)
+    assert data["branches"]["main"]["skipped"]  # the residual forecast works on quantized weights too
 
 
 def test_torchao_int8_calibration_records_the_spec_and_keeps_the_fingerprint(flux, plain_profile, tmp_path):
@@ -223,3 +229,22 @@ def test_a_pre_quantized_folder_loads_as_it_is_and_records_its_config(flux, plai
     assert (q["component"], q["backend"], q["spec"], q["config"]["quant_method"]) == \
         ("transformer", "torchao", None, "torchao")
     assert data["model"]["config_fingerprint"] == yaml.safe_load(plain_profile.read_text())["model"]["config_fingerprint"]
+
+
+def test_torchrun_calibration_with_a_lora_and_a_gguf_equals_one_process(flux, files, tmp_path):
+    """Two gloo ranks share the prompt × seed runs of a LoRA'd GGUF set-up: the profile one process writes."""
+    args = ["--model", str(flux), "-p", "a", "-p", "b", "-p", "c", "-s", "0", "-s", "1", "--steps", "6",
+            "--height", "32", "--width", "32", "--set", "max_sequence_length=12",
+            "--lora", f"{files['lora']}:0.7", "--transformer-file", str(files["gguf"])]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")]),
+               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", MAGCACHE_DIST_TIMEOUT="120")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "magcache_cli", "calibrate", *args, "--out", str(tmp_path / "two.yaml")],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one = invoke("calibrate", *args, "--out", tmp_path / "one.yaml")
+    assert one.exit_code == 0, one.output
+    a, b = (yaml.safe_load((tmp_path / n).read_text()) for n in ("one.yaml", "two.yaml"))
+    assert a["model"] == b["model"] and a["model"]["adapters"][0]["scale"] == 0.7
+    assert a["branches"] == b["branches"]
