@@ -199,13 +199,14 @@ def setup_differences(model: ModelInfo, pipe) -> list[str]:
     if key(model.quantization) != key(quant):
         out.append(f"model.quantization: profile measured on {_quant_text(model.quantization)}, pipeline has "
                    f"{_quant_text(quant)}")
-    tf = transformer_file_of(pipe)
-    if tf is not None:
-        was = model.transformer_file
-        if was is None or (was.sha256 and tf.sha256 and was.sha256 != tf.sha256) or \
-                (not (was.sha256 and tf.sha256) and was.path != tf.path):
-            out.append(f"model.transformer_file: profile measured on {was.path if was else 'the pipeline folder'}"
-                       f"'s transformer, pipeline loads {tf.path}")
+    tf, was = transformer_file_of(pipe), model.transformer_file
+    if tf is None and was is not None:
+        out.append(f"model.transformer_file: profile measured on {was.path}'s transformer, this one was not loaded "
+                   "with --transformer-file")
+    elif tf is not None and (was is None or (was.sha256 != tf.sha256 if was.sha256 and tf.sha256 else
+                                             was.path != tf.path)):
+        out.append(f"model.transformer_file: profile measured on {was.path if was else 'the pipeline folder'}"
+                   f"'s transformer, pipeline loads {tf.path}")
     return out
 
 

@@ -126,6 +126,8 @@ def test_single_file_safetensors_transformer(flux, files, plain_profile, tmp_pat
     single = check_skips_and_threshold_zero(path, tmp_path, "--transformer-file", files["single"])
     _, folder, _ = run(plain_profile, tmp_path, "folder.png", "--no-cache")
     assert single.tobytes() == folder.tobytes()  # the same weights, from one file
+    _, _, output = run(path, tmp_path, "nofile.png")  # the folder's transformer with the file's profile
+    assert "model.transformer_file" in output and "not loaded with --transformer-file" in output
 
 
 def test_gguf_transformer(flux, files, tmp_path):
