@@ -68,7 +68,8 @@ def compile_pipeline(pipe, mode: str = "repeated", fullgraph: bool = True, **tor
 def refuse_gguf(name: str, model) -> None:
     """torch.compile cannot trace diffusers' `GGUFParameter` weights (dynamo 2.13: "Unsupported tensor subclass
     overridden attribute access" with fullgraph, a KeyError without): say so before the first call fails."""
-    if any(type(p).__name__ == "GGUFParameter" for p in model.parameters()):
+    params = model.parameters() if callable(getattr(model, "parameters", None)) else ()
+    if any(type(p).__name__ == "GGUFParameter" for p in params):
         raise UsageError(f"{name} has GGUF weights, which torch.compile cannot trace",
                          hint="drop --compile, or load a .safetensors transformer (optionally --quantize torchao:int8wo)")
 
