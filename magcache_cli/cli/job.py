@@ -72,6 +72,7 @@ def settle(asked: Asked, *, prof=None, profile_path: str | None = None, all_prom
     """The model (the profile's unless --model), prompts (given, else the profile's first or `all_prompts`,
     else the demo's), seeds (0) and the sizes the model accepts; nothing is loaded."""
     load, call = asked.load, asked.call
+    load.setup()  # a malformed --lora / --quantize / --transformer-file fails here, before anything loads
     if prof is None:
         model, rev = load.model or DEMO_MODEL, load.revision
         fallback = DEMO_PROMPTS if model == DEMO_MODEL else []
@@ -178,7 +179,8 @@ def load_pipe(model: str, revision: str | None, opts: o.Load, files: CallInputs 
         return load_pipeline(LoadOptions(
             model, revision, opts.variant, opts.dtype, opts.device, opts.offload, opts.allow_pickle,
             opts.trust_remote_code, vae_tiling=opts.vae_tiling, vae_slicing=opts.vae_slicing,
-            pipeline=files.pipeline if files else None, components=files.components if files else None))
+            pipeline=files.pipeline if files else None, components=files.components if files else None,
+            setup=opts.setup()))
 
 
 def apply_compile(pipe, mode: str) -> None:

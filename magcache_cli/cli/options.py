@@ -90,6 +90,12 @@ Strength = Annotated[Optional[float], typer.Option("--strength", help="How much 
 Pipeline = Annotated[Optional[str], typer.Option("--pipeline", help="Load the weights with this diffusers class, e.g. FluxImg2ImgPipeline, FluxInpaintPipeline, WanImageToVideoPipeline, AutoPipelineForImage2Image. run and tune default to the class recorded in their profile.", rich_help_panel=INPUTS)]
 Component = Annotated[Optional[list[str]], typer.Option("--component", help="Extra model component as NAME=ID_OR_DIR, e.g. controlnet=InstantX/FLUX.1-dev-Controlnet-Canny. Repeatable; recorded in the profile.", rich_help_panel=INPUTS)]
 
+MODELS = "LoRA, quantization, single-file weights"
+Lora = Annotated[Optional[list[str]], typer.Option("--lora", help="LoRA adapter as SOURCE[:SCALE]: a hub repo (owner/repo), one file in it (owner/repo/style.safetensors), a local .safetensors file or folder, or builtin:demo-bold; SCALE defaults to 1.0. Repeatable (each is adapter lora0, lora1, ...); recorded in the profile with its sha256. E.g. --lora ./bold.safetensors:0.8.", rich_help_panel=MODELS)]
+FuseLora = Annotated[bool, typer.Option("--fuse-lora", help="Fuse the --lora adapters into the weights (faster calls; not with a quantized transformer).", rich_help_panel=MODELS)]
+Quantize = Annotated[Optional[list[str]], typer.Option("--quantize", help="Quantize a component while loading, as [COMPONENT=]BACKEND:TYPE (default component: transformer): torchao:int8wo | torchao:int8dq | torchao:float8wo (needs --dtype bfloat16) | quanto:int8 | quanto:float8 | quanto:int4 | bnb:nf4 | bnb:fp4 | bnb:int8 (CUDA only). E.g. --quantize torchao:int8wo, --quantize text_encoder_2=bnb:nf4. Needs the backend's extra (pip install 'magcache-cli[torchao]'). Pre-quantized repos load as they are.", rich_help_panel=MODELS)]
+TransformerFile = Annotated[Optional[str], typer.Option("--transformer-file", help="Load the transformer from one .safetensors or .gguf file (path or hub URL; original or diffusers layout; GGUF needs the gguf extra); its config and the rest of the pipeline come from --model. E.g. --transformer-file ./flux1-dev-Q8_0.gguf. Recorded in the profile with its sha256.", rich_help_panel=MODELS)]
+
 ProfileModel = Annotated[Optional[str], typer.Option("--model", "-m", help="Load this model instead of the profile's.", rich_help_panel=LOAD)]
 
 
@@ -112,6 +118,16 @@ class Load:
     vae_slicing: VaeSlicing = False
     compile_: Compile = _CompileMode.NONE
     context_parallel: ContextParallel = None
+    lora: Lora = None
+    fuse_lora: FuseLora = False
+    quantize: Quantize = None
+    transformer_file: TransformerFile = None
+
+    def setup(self):
+        """The LoRAs, quantization and single-file transformer asked for (runner/setups.ModelSetup)."""
+        from magcache_cli.runner.setups import ModelSetup
+
+        return ModelSetup.parse(self.lora, self.fuse_lora, self.quantize, self.transformer_file)
 
     HIDDEN: ClassVar[tuple[str, ...]] = ()  # fields a command does not offer (they keep their default)
 
@@ -126,6 +142,13 @@ class ProfileLoad(Load):
 @dataclass
 class TuneLoad(ProfileLoad):
     HIDDEN: ClassVar[tuple[str, ...]] = ("compile_",)
+
+
+@dataclass
+class VerifyLoad(ProfileLoad):
+    """`profile verify`: one process, one uncompiled calibration run."""
+
+    HIDDEN: ClassVar[tuple[str, ...]] = ("compile_", "context_parallel")
 
 
 @dataclass

@@ -234,3 +234,44 @@ def profile_export(
         console.emit_json(export_json(prof, path.stem))
     else:
         console.emit_text(export_diffusers(prof, path.stem, branch=branch, steps=steps))
+
+
+VerifyPrompt = Annotated[Optional[str], typer.Option("--prompt", "-p", help="Prompt to re-measure on. Default: the profile's first calibration prompt.")]
+VerifySeed = Annotated[Optional[int], typer.Option("--seed", "-s", help="Seed to re-measure on. Default: the profile's first calibration seed.")]
+Tolerance = Annotated[Optional[float], typer.Option("--tolerance", help="Largest distance (mean |Δ ratio| per step, worst branch) that passes. Default: 0.012, from the demo-model measurements in docs/workflows.md (the same weights, also int8/float8-quantized: 0.0044 at most; a LoRA at scale 0.5: 0.018). Curves that vary more between prompts may need more.")]
+
+
+@profile_app.command("verify")
+@o.command
+def profile_verify(*, ref: Ref, load: o.VerifyLoad, prompt: VerifyPrompt = None, seed: VerifySeed = None,
+                   tolerance: Tolerance = None, json_: o.Json = False) -> None:
+    """Re-measure a profile's curves on one prompt × seed and check they have not moved (exit 1 if they have).
+
+    Loads the profile's model (or --model) with the same --lora / --quantize / --transformer-file set-up as you would run it, calibrates one prompt × seed at the profile's settings, and reports how far each branch's curve moved and what that does to the skip schedule at the profile's defaults. Run it in CI after upgrading diffusers, torch, the weights or an adapter.
+
+    Example:
+
+        magcache profile verify flux.yaml --quantize torchao:int8wo --json
+    """
+    from magcache_cli.cli import job as setup
+    from magcache_cli.profile.resolve import load_by_ref
+    from magcache_cli.runner.verify import verify
+
+    console.set_json(json_)
+    if tolerance is not None and not tolerance >= 0:
+        raise UsageError(f"--tolerance must be a number >= 0, got {tolerance}", hint="e.g. --tolerance 0.02")
+    prof, path = load_by_ref(ref)
+    cal = prof.calibration
+    seeds = [seed if seed is not None else (cal.seeds[0] if cal.seeds else 0)]
+    asked = setup.read(load, o.Prompts(prompt=[prompt] if prompt is not None else None, seed=seeds), o.Call(),
+                       o.Inputs())
+    job = setup.load(setup.settle(asked, prof=prof, profile_path=str(path)), one_process="profile verify")
+    with job.progress("Re-measuring", total=job.steps) as bar:
+        result = verify(job.pipe, prof, job.kwargs, prompt=job.prompts[0], seed=job.seeds[0], tolerance=tolerance,
+                        inputs=job.files.provenance, on_step=lambda _: bar.advance())
+    if json_:
+        console.emit_json({"profile": str(path), **result.as_dict()})
+    else:
+        console.render_verify(result, str(path))
+    if not result.ok:
+        raise typer.Exit(1)

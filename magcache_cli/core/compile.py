@@ -52,6 +52,7 @@ def compile_pipeline(pipe, mode: CompileMode | str = CompileMode.REPEATED, fullg
         torch_compile_kwargs["mode"] = torch_compile_kwargs.pop("compile_mode")
     names = []
     for name, model in find_denoisers(pipe):
+        refuse_gguf(name, model)
         if mode == CompileMode.AUTO and has_repeated_blocks(model):
             try:
                 _compile_repeated(model, fullgraph, torch_compile_kwargs)
@@ -65,6 +66,15 @@ def compile_pipeline(pipe, mode: CompileMode | str = CompileMode.REPEATED, fullg
             setattr(pipe, name, model)
         names.append(name)
     return names
+
+
+def refuse_gguf(name: str, model) -> None:
+    """torch.compile cannot trace diffusers' `GGUFParameter` weights (dynamo 2.13: "Unsupported tensor subclass
+    overridden attribute access" with fullgraph, a KeyError without): say so before the first call fails."""
+    params = model.parameters() if callable(getattr(model, "parameters", None)) else ()
+    if any(type(p).__name__ == "GGUFParameter" for p in params):
+        raise UsageError(f"{name} has GGUF weights, which torch.compile cannot trace",
+                         hint="drop --compile, or load a .safetensors transformer (optionally --quantize torchao:int8wo)")
 
 
 def has_repeated_blocks(model) -> bool:

@@ -11,11 +11,18 @@ from magcache_cli.profile.plan import predict
 from magcache_cli.profile.schema import Profile, profile_to_dict
 
 
+# lists of entries compared entry by entry, field by field (`model.adapters[0].scale`)
+_PER_ENTRY = ("model.adapters", "model.quantization")
+
+
 def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, Mapping):
             out.update(_flatten(v, f"{prefix}{k}."))  # an empty mapping reads as absent
+        elif f"{prefix}{k}" in _PER_ENTRY and isinstance(v, list):
+            for i, entry in enumerate(v):
+                out.update(_flatten(entry, f"{prefix}{k}[{i}]."))
         else:
             out[f"{prefix}{k}"] = v
     return out

@@ -6,13 +6,16 @@ from __future__ import annotations
 from magcache_cli.profile.schema import (
     SECTIONS,
     BranchCurves,
+    AdapterInfo,
     InputFile,
     Profile,
+    Quantization,
+    TransformerFile,
     schema_fields,
 )
 from magcache_cli.profile.validate import _SCALARS
 
-_DOC_TYPES = {"input": "mapping", "map": "mapping", "{str}": "mapping str → str", "section": "mapping", "branches": "mapping",
+_DOC_TYPES = {"input": "mapping", "adapter": "mapping", "quant": "mapping", "tfile": "mapping", "map": "mapping", "{str}": "mapping str → str", "section": "mapping", "branches": "mapping",
               "version": "int", "curve+": "list[float]", "curve": "list[float]", "window": "[int, int]"}
 
 
@@ -37,4 +40,5 @@ def field_table(cls: type) -> str:
 def field_tables() -> dict[str, str]:
     """Every section's field table, keyed as in the docs' `<!-- fields:NAME -->` markers."""
     return {"top": field_table(Profile), **{name: field_table(cls) for name, cls in SECTIONS.items()},
-            "input": field_table(InputFile), "branch": field_table(BranchCurves)}
+            "input": field_table(InputFile), "adapter": field_table(AdapterInfo),
+            "quant": field_table(Quantization), "tfile": field_table(TransformerFile), "branch": field_table(BranchCurves)}

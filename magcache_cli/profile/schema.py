@@ -25,6 +25,8 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 GUIDANCE_MODES = GuidanceMode.values()
 LABEL_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
+# transformer config keys about storage, not architecture: left out of `config_fingerprint`
+STORAGE_KEYS = frozenset({"quantization_config"})
 _FIX_HINT = "fix the field in the file, or regenerate the profile with `magcache calibrate`"
 
 
@@ -42,6 +44,45 @@ def _f(kind: str, doc: str, *, required: bool = False, key: str | None = None, f
 
 
 @dataclass(kw_only=True)
+class AdapterInfo:
+    """One LoRA adapter the curves were measured with."""
+
+    name: str = _f("str", "The adapter's name on the pipeline (`--lora` loads `lora0`, `lora1`, ...).", required=True)
+    source: str | None = _f("str?", "Hub repo, file or folder as given to `--lora`; null for an adapter the caller "
+                            "loaded itself (found on the pipeline).")
+    weight_name: str | None = _f("str?", "The weight file inside a hub repo or folder (`owner/repo/FILE` form). "
+                                 "Left out when none was named.", omit_empty=True)
+    sha256: str | None = _f("sha256?", "sha256 of the adapter's weight file, when the file is known. Left out "
+                            "otherwise.", omit_empty=True)
+    scale: float = _f("num", "The adapter's weight (`set_adapters`); `1.0` unless `SOURCE:SCALE` said otherwise.",
+                      required=True)
+    fused: bool = _f("bool", "Whether the adapter was fused into the weights (`--fuse-lora`).", required=True)
+
+
+@dataclass(kw_only=True)
+class Quantization:
+    """How one component's weights were quantized."""
+
+    component: str = _f("str", "The pipeline component, e.g. `transformer`.", required=True)
+    backend: str = _f("str", "`torchao`, `bitsandbytes`, `quanto` or `gguf`.", required=True)
+    spec: str | None = _f("str?", "The `--quantize` spec, e.g. `torchao:int8wo`; null for weights that came "
+                          "quantized (a pre-quantized repo, a GGUF file) or were quantized by the caller.")
+    config: dict[str, Any] = _f("map", "The quantization config the weights carry (`quantization_config.to_dict()`, "
+                                "trimmed to its plain keys). Left out when empty.", factory=dict, omit_empty=True)
+
+
+@dataclass(kw_only=True)
+class TransformerFile:
+    """A transformer loaded from one file (`--transformer-file`) instead of the pipeline's folder."""
+
+    path: str = _f("str", "The path or URL as given.", required=True)
+    format: str = _f("str", "`safetensors` or `gguf`.", required=True)
+    sha256: str | None = _f("sha256?", "sha256 of the file; null when it was not on disk (a URL diffusers "
+                            "downloaded to its cache).")
+    bytes: int | None = _f("int1?", "File size in bytes.")
+
+
+@dataclass(kw_only=True)
 class ModelInfo:
     id: str = _f("str", "Hub id or local path, as the user gave it.", required=True)
     revision: str | None = _f("str?", "Hub revision (branch, tag or commit), if one was given.")
@@ -49,14 +90,25 @@ class ModelInfo:
     transformer_class: str = _f("str", "e.g. `FluxTransformer2DModel`.", required=True)
     config_fingerprint: str | None = _f(
         "fingerprint?", "16 lowercase hex characters: the first 16 of the sha256 of the transformer config as "
-        "JSON (`sort_keys=True`, keys starting with `_` dropped). Detects a profile used with a different "
-        "architecture.")
+        "JSON (`sort_keys=True`, keys starting with `_` and `quantization_config` dropped). Detects a profile "
+        "used with a different architecture; quantization and adapters do not change it.")
     stack: list[str] = _f("[str]", "The block lists whose residual is cached, e.g. "
                           "`[transformer_blocks, single_transformer_blocks]`. May be empty for imported profiles.",
                           factory=list)
     components: dict[str, str] = _f("{str}", "Extra components loaded next to the weights (`--component "
                                     "NAME=ID_OR_DIR`), e.g. `{controlnet: ./flux-canny}`. Left out when empty.",
                                     factory=dict, omit_empty=True)
+    adapters: list[AdapterInfo] = _f(
+        "[adapter]", "LoRA adapters active (or fused) while the curves were measured (fields below). A run with "
+        "other adapters or scales gets a warning naming the difference, never a refusal. Left out when empty.",
+        factory=list, omit_empty=True)
+    quantization: list[Quantization] = _f(
+        "[quant]", "Quantized components (fields below): the `--quantize` spec or the config the weights came "
+        "with. Not part of `config_fingerprint`: a quantized run of the same architecture gets a warning, never a "
+        "refusal. Left out when empty.", factory=list, omit_empty=True)
+    transformer_file: TransformerFile | None = _f(
+        "tfile?", "The single `.safetensors` or `.gguf` file the transformer was loaded from (`--transformer-file`; "
+        "fields below). Left out when the transformer came from the pipeline's folder.", omit_empty=True)
 
 
 @dataclass(kw_only=True)
@@ -193,8 +245,11 @@ def schema_fields(cls: type) -> list[FieldSpec]:
 
 
 def config_fingerprint(config: Mapping) -> str:
-    """First 16 hex chars of sha256 over the config as sorted JSON, private (`_`-prefixed) keys dropped."""
-    public = {k: v for k, v in dict(config).items() if not str(k).startswith("_")}
+    """First 16 hex chars of sha256 over the config as sorted JSON, private (`_`-prefixed) keys dropped.
+
+    Keys that describe how the weights are stored rather than the architecture (`quantization_config`) are
+    dropped too: a quantized transformer has the fingerprint of its full-precision original."""
+    public = {k: v for k, v in dict(config).items() if not str(k).startswith("_") and k not in STORAGE_KEYS}
     text = json.dumps(public, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -215,12 +270,12 @@ def profile_to_dict(p: Profile) -> dict:
                 continue
             if isinstance(v, list) and v and dataclasses.is_dataclass(v[0]):
                 v = [plain(x) for x in v]
+            elif dataclasses.is_dataclass(v):
+                v = plain(v)
             out[f.metadata.get("key") or f.name] = copy.deepcopy(v)
         return out
 
-    out = plain(p)
-    for name in SECTIONS:
-        out[name] = plain(out[name])
+    out = plain(p)  # the sections (and the entries nested in them) are dataclasses too
     out["branches"] = {label: {k: list(v) for k, v in plain(b).items() if v is not None}
                        for label, b in p.branches.items()}
     return out

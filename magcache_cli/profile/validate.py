@@ -17,8 +17,11 @@ from magcache_cli.profile.schema import (
     SECTIONS,
     SUPPORTED_SCHEMA_VERSIONS,
     BranchCurves,
+    AdapterInfo,
     InputFile,
     Profile,
+    Quantization,
+    TransformerFile,
     is_valid_label,
     profile_to_dict,
     schema_fields,
@@ -59,8 +62,14 @@ _SCALARS = {  # kind: (description, test, convert, type in the docs)
     "sha256": ("64 lowercase hex characters", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v), str,
                "str"),
     "media": ("image or video", lambda v: v in ("image", "video"), str, "`image` \\| `video`"),
+    "bool": ("true or false", lambda v: isinstance(v, bool), bool, "bool"),
     "time": ("a string (ISO 8601 time)", lambda v: isinstance(v, (str, datetime.date)) and v != "", _time_text, "str"),
 }
+
+
+# kinds that are mappings of declared fields nested in a section (one entry of a list, or an optional one)
+ENTRIES: dict[str, type] = {"input": InputFile, "adapter": AdapterInfo, "quant": Quantization,
+                            "tfile": TransformerFile}
 
 
 def _absent(kind: str) -> Any:
@@ -122,8 +131,8 @@ class _Checker:
             return {k: self.value(x, f"{fld}.{k}", "str") for k, x in self.mapping(v, fld).items()}
         if kind == "map":
             return self.plain(self.mapping(v, fld), fld)
-        if kind == "input":
-            return self.section(v, fld, InputFile)
+        if kind in ENTRIES:
+            return self.section(v, fld, ENTRIES[kind])
         description, test, convert, _ = _SCALARS[kind]
         if not test(v):
             raise self.fail(fld, f"must be {description}, got {_show(v)}")

@@ -15,12 +15,14 @@ from magcache_cli.errors import CompatibilityError
 from magcache_cli.log import warn
 from magcache_cli.profile.plan import plans_by_denoiser
 from magcache_cli.profile.schema import Profile, config_fingerprint
+from magcache_cli.runner.provenance import setup_warning
 
 _ATTR = "_magcache_cache"
 
 
 def check_compatibility(pipe, profile: Profile, force: bool = False) -> list[str]:
-    """Refuse a profile measured on another transformer (class or config); return warnings for softer drift.
+    """Refuse a profile measured on another transformer (class or config); return warnings for softer drift
+    (another scheduler; other LoRA adapters, quantization or transformer file: one warning naming them).
 
     `force=True` turns the refusal into a warning.
     """
@@ -36,6 +38,9 @@ def check_compatibility(pipe, profile: Profile, force: bool = False) -> list[str
     sched = profile.scheduler.class_name
     if sched and sched != type(pipe.scheduler).__name__:
         warnings.append(f"scheduler.class: profile calibrated with {sched}, pipeline uses {type(pipe.scheduler).__name__}")
+    setup = setup_warning(profile.model, pipe)  # LoRAs, quantization, a single file: same architecture
+    if setup:
+        warnings.append(setup)
     if problems and not force:
         raise CompatibilityError("profile does not match this model: " + "; ".join(problems),
                                  hint="calibrate this model, or pass `force=True` to use the profile anyway")

@@ -31,6 +31,7 @@ from magcache_cli.profile.schema import (
 )
 from magcache_cli.profile.validate import validated
 from magcache_cli.runner.inputs import prompt_seed_pairs, split_call_args
+from magcache_cli.runner.provenance import provenance as setup_provenance
 from magcache_cli.runner.shard import CalibrationRuns
 from magcache_cli.types import SKIP_DEFAULTS, GuidanceMode
 from magcache_cli.version import __version__
@@ -280,7 +281,8 @@ def _result(job: _Job, all_hooks, prompts, seeds, wall, runs, outputs, source: s
     profile = validated(Profile(
         model=ModelInfo(id=job.model_id, revision=job.revision, pipeline_class=type(pipe).__name__,
                         transformer_class=type(denoiser).__name__, config_fingerprint=config_fingerprint(config),
-                        stack=stack_paths, components=dict(job.components or {})),
+                        stack=stack_paths, components=dict(job.components or {}),
+                        **setup_provenance(pipe)),
         scheduler=scheduler_info(pipe.scheduler),
         calibration=Calibration(
             steps=steps, guidance_mode=guidance_mode.value, guidance_scale=kw.get("guidance_scale"),

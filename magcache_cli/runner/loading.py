@@ -5,13 +5,14 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from magcache_cli.errors import LoadError, UsageError
+from magcache_cli.runner.setups import ModelSetup, check_setup, finish, from_pretrained_kwargs
 from magcache_cli.types import Offload
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -36,6 +37,7 @@ class LoadOptions:
     vae_slicing: bool = False  # vae.enable_slicing(): decode the batch one sample at a time
     pipeline: str | None = None  # another pipeline class on the same weights, e.g. FluxImg2ImgPipeline
     components: dict[str, str] | None = None  # extra components: name -> hub id or folder (controlnet)
+    setup: ModelSetup = field(default_factory=ModelSetup)  # LoRAs, quantization, a single-file transformer
 
 
 def resolve_device(device: str) -> str:
@@ -70,9 +72,15 @@ def device_name(device: str) -> str:
 
 def quiet_libraries() -> None:
     """Silence diffusers'/transformers' own progress bars and info logs (the CLI shows its own)."""
+    import logging
+
     import diffusers
     import transformers
 
+    # torchao (an optional extra, imported by diffusers' quantizers) logs the kernels it cannot load on this
+    # machine, and registers enums torch's pytree warns about: noise for a run that does not quantize
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
@@ -95,10 +103,13 @@ def load_pipeline(opts: LoadOptions):
         raise LoadError(f"{opts.model} is not a diffusers pipeline folder (no model_index.json)",
                         hint="pass a folder written by save_pretrained, or a Hugging Face hub id")
     loader = pipeline_loader(opts.pipeline)
+    check_setup(opts.setup, device, dtype)  # a missing backend or GPU is said before anything loads
+    ref = str(local) if looks_local else opts.model
     extra = load_components(opts.components or {}, dtype, opts.allow_pickle)
+    extra.update(from_pretrained_kwargs(opts.setup, ref, opts.revision, dtype))
     try:
         pipe = loader.from_pretrained(
-            str(local) if looks_local else opts.model,
+            ref,
             **extra,
             revision=opts.revision,
             variant=opts.variant,
@@ -118,6 +129,7 @@ def load_pipeline(opts: LoadOptions):
         raise LoadError(f"could not load {opts.model}: {text}", hint=hint) from e
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
+    finish(pipe, opts.setup)
     configure_vae(pipe, tiling=opts.vae_tiling, slicing=opts.vae_slicing)
     # "cuda" is the current device (a torchrun rank's own, cuda:LOCAL_RANK); offloading must be told its index
     target = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else device

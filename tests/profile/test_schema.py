@@ -361,7 +361,8 @@ def test_docs_field_tables_are_generated_from_the_schema():
     assert found == field_tables()
     # every declared key appears in its table, in canonical order
     assert [line.split("`")[1] for line in found["model"].splitlines()[2:]] == [
-        "id", "revision", "pipeline_class", "transformer_class", "config_fingerprint", "stack", "components"]
+        "id", "revision", "pipeline_class", "transformer_class", "config_fingerprint", "stack", "components",
+        "adapters", "quantization", "transformer_file"]
 
 
 def test_empty_negative_prompt_and_prompt_are_valid():

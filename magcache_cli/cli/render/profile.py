@@ -34,12 +34,31 @@ def render_profile(profile, path: str | None = None) -> None:
         ("defaults", f"threshold {d.threshold}, max skips {d.max_skip_steps}, retention {d.retention_ratio}, "
                      f"forecast {d.forecast:g}"),
     ]
+    rows += _setup_rows(m)
     if profile.source:
         rows.append(("source", profile.source))
     for k, v in rows:
         head.add_row(k, v)
     c.print(head)
     c.print(curve_table("ratio curves", profile.branches))
+
+
+def _setup_rows(m) -> list[tuple[str, str]]:
+    """LoRA adapters, quantization and the transformer file the curves were measured with (when any)."""
+    rows = []
+    if m.adapters:
+        rows.append(("adapters", "; ".join(
+            f"{a.name}: {a.source or 'loaded by the caller'}{'/' + a.weight_name if a.weight_name else ''} at scale "
+            f"{a.scale:g}{', fused' if a.fused else ''}{f', sha256 {a.sha256[:12]}…' if a.sha256 else ''}"
+            for a in m.adapters)))
+    if m.quantization:
+        rows.append(("quantization", "; ".join(f"{q.component}: {q.spec or q.backend + ' (came quantized)'}"
+                                               for q in m.quantization)))
+    if m.transformer_file:
+        f = m.transformer_file
+        rows.append(("transformer file", f"{f.path} ({f.format}" + (f", {f.bytes:,} bytes" if f.bytes else "")
+                     + (f", sha256 {f.sha256[:12]}…" if f.sha256 else "") + ")"))
+    return rows
 
 
 def _skip_settings(d: dict) -> str:
@@ -143,3 +162,25 @@ def render_import(profile, out_path: str, pads_added: int) -> None:
             + (f" ({pads_added} leading 1.0 pad(s) added)" if pads_added else ""))
     c.print(curve_table("ratio curves", profile.branches))
     c.print(f"Wrote [bold]{out_path}[/]")
+
+
+def render_verify(result, path: str) -> None:
+    """`magcache profile verify`: how far the curves moved, per branch, and the schedule at the defaults."""
+    c = console()
+    c.print(f"Re-measured {path} on {result.prompt!r}, seed {result.seed}", soft_wrap=True)
+    t = Table(title="Ratio curves, |profile − now|", title_justify="left")
+    for col in ("branch", "mean |Δ|", "max |Δ|", "at step"):
+        t.add_column(col, justify="left" if col == "branch" else "right")
+    for label, d in result.curves.items():
+        t.add_row(label, f"{d['mean_abs_diff']:.5f}", f"{d['max_abs_diff']:.5f}", str(d["max_at_step"]))
+    c.print(t)
+    for w in result.warnings:
+        c.print(f"[yellow]{w}[/]", soft_wrap=True)
+    s = result.schedule
+    c.print(f"At the profile's defaults ({_skip_settings(s)}, {s['steps']} steps): {s['passes_profile']} → "
+            f"{s['passes_now']} of {s['total_passes']} transformer passes per run", soft_wrap=True)
+    for label, steps in s["differ_at"].items():
+        c.print(f"  {label}: schedule differs at step(s) {', '.join(map(str, steps))}", soft_wrap=True)
+    verdict = "[green]ok[/]" if result.ok else "[red]moved[/]: recalibrate (or raise --tolerance)"
+    c.print(f"distance {result.distance:.5f} (mean |Δ ratio| per step, worst branch), tolerance "
+            f"{result.tolerance:g}: {verdict}", soft_wrap=True)
