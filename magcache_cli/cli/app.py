@@ -129,23 +129,38 @@ app = typer.Typer(
 )
 
 
-# transformers' notices that an image processor falls back to its PIL version when torchvision is missing
-# (CLIPImageProcessor, SiglipImageProcessor): true for every pipeline that ships one, and nothing a user of
-# this CLI can act on. Only these records are dropped; every other warning still shows.
+# Notices printed while diffusers imports, true on every run of this machine and nothing a user of this CLI
+# can act on: transformers' image processors falling back to PIL without torchvision (CLIPImageProcessor,
+# SiglipImageProcessor); torchao (an optional extra diffusers' quantizers import) naming the CUDA kernels it
+# cannot load, torch's pytree warning about the enums torchao registers, and diffusers saying torchao's tensor
+# classes did not import. Only these records are dropped (logger, words in the message); every other warning
+# still shows, and the library itself filters nothing.
 FALLBACK_LOGGER = "transformers.utils.import_utils"
 FALLBACK_WORDS = "requires torchvision (not installed); falling back to"
+IMPORT_NOTICES = (
+    (FALLBACK_LOGGER, FALLBACK_WORDS),
+    ("torchao", "Failed to load "),
+    ("torch.utils._pytree", "is an Enum subclass and is now natively supported by torch.compile"),
+    ("diffusers.quantizers.torchao.torchao_quantizer", "Unable to import `torchao` Tensor objects"),
+)
 
 
-def _not_a_fallback_notice(record: logging.LogRecord) -> bool:
-    return FALLBACK_WORDS not in record.getMessage()
+class _DropNotice(logging.Filter):
+    def __init__(self, words: str):
+        super().__init__()
+        self.words = words
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.words not in record.getMessage()
 
 
 def quiet_fallback_notices() -> None:
-    """Drop transformers' torchvision fallback notices in this process (the CLI's, not the library's).
-    Nothing is imported: the filter waits on the logger transformers will log through."""
-    log = logging.getLogger(FALLBACK_LOGGER)
-    if _not_a_fallback_notice not in log.filters:
-        log.addFilter(_not_a_fallback_notice)
+    """Drop the import notices above in this process (the CLI's, not the library's). Nothing is imported: each
+    filter waits on the logger the library will log through."""
+    for name, words in IMPORT_NOTICES:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) and f.words == words for f in log.filters):
+            log.addFilter(_DropNotice(words))
 
 
 def _version(value: bool) -> None:

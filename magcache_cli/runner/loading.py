@@ -72,15 +72,9 @@ def device_name(device: str) -> str:
 
 def quiet_libraries() -> None:
     """Silence diffusers'/transformers' own progress bars and info logs (the CLI shows its own)."""
-    import logging
-
     import diffusers
     import transformers
 
-    # torchao (an optional extra, imported by diffusers' quantizers) logs the kernels it cannot load on this
-    # machine, and registers enums torch's pytree warns about: noise for a run that does not quantize
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()

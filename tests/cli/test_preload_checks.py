@@ -136,4 +136,7 @@ def test_calibrate_on_the_demo_prints_no_torchvision_fallback_notice(tmp_path):
     r = subprocess.run([sys.executable, "-m", "magcache_cli", "calibrate", "--steps", "4", "-o", tmp_path / "p.yaml"],
                        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "requires torchvision" not in r.stdout + r.stderr and "falling back to" not in r.stdout + r.stderr
+    said = r.stdout + r.stderr
+    assert "requires torchvision" not in said and "falling back to" not in said
+    # torchao (installed with the dev extras) names CUDA kernels it cannot load; torch warns about its enums
+    assert "Failed to load" not in said and "register_constant" not in said and "Unable to import" not in said
