@@ -1,37 +1,12 @@
-"""Helpers every command shares: model loading with a status line, skip settings and
-call arguments defaulting to a profile's calibration. Commands stay thin: parse, call the library, render."""
+"""Helpers every command shares: skip settings from a profile, and the ranks of a job of several
+processes (started before loading, stopped by the error boundary). The set-up of calibrate / run / tune is
+cli/job.py."""
 
 from __future__ import annotations
 
 import typer
 
-from magcache_cli.cli import render as console
 from magcache_cli.errors import DistributedError, UsageError
-
-DEMO_MODEL = "builtin:demo"
-DEMO_PROMPTS = ["a handwritten digit three", "a handwritten digit seven"]
-
-
-def load_pipe(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code, inputs=None,
-              vae_tiling: bool = False, vae_slicing: bool = False):
-    """Load the pipeline; `inputs` (cli/inputs.CallInputs) names another class and extra components; the VAE
-    switches are `--vae-tiling` / `--vae-slicing`."""
-    from magcache_cli.runner.loading import LoadOptions, load_pipeline, quiet_libraries
-
-    quiet_libraries()
-    with console.console().status(f"Loading {model} …"):
-        return load_pipeline(LoadOptions(model, revision, variant, dtype, device, offload, allow_pickle, trust_remote_code,
-                                         vae_tiling=vae_tiling, vae_slicing=vae_slicing,
-                                         pipeline=inputs.pipeline if inputs else None,
-                                         components=inputs.components if inputs else None))
-
-
-def apply_compile(pipe, mode: str) -> None:
-    """`--compile`: none, repeated, full, or auto (bare `--compile`: repeated blocks where declared, else full)."""
-    if mode != "none":
-        from magcache_cli.core.compile import compile_pipeline
-
-        compile_pipeline(pipe, mode=mode)
 
 
 def skip_settings(prof, threshold, max_skip_steps, retention_ratio, forecast=None):
@@ -51,52 +26,6 @@ def check_policy(branch_policy: str) -> str:
     except ValueError:
         raise UsageError(f"unknown --branch-policy {branch_policy!r}",
                          hint=f"use one of {', '.join(BranchPolicy.values())}") from None
-
-
-def call_setup(prof, pre, seed, steps, guidance_scale, negative_prompt, height, width, num_frames, pipe,
-               all_prompts: bool, inputs=None):
-    """Prompts, seeds and call arguments, defaulting to the profile's calibration (as `run` does). `pre` is
-    what `preflight.check` read: the prompts given and the parsed --set; `inputs` (cli/inputs.CallInputs) the
-    files read. Arguments given now must fit the pipeline; inherited ones it does not take are dropped with
-    a note in `inputs.notes`."""
-    from magcache_cli.runner.classes import call_arguments
-    from magcache_cli.runner.inputs import drop_unaccepted
-    from magcache_cli.runner.loading import build_call_kwargs
-
-    cal = prof.calibration
-    prompts = pre.prompts or (cal.prompts if all_prompts else cal.prompts[:1])
-    if not prompts:
-        raise UsageError("no prompt given", hint="pass --prompt (repeatable) or --prompts-file")
-
-    def given(v, default):
-        return default if v is None else v
-
-    named = {"guidance_scale": guidance_scale, "negative_prompt": negative_prompt, "height": height, "width": width,
-             "num_frames": num_frames}
-    now = {**{k: v for k, v in named.items() if v is not None}, **pre.call_args,
-           **(inputs.values if inputs else {})}  # a --set value of None is passed (--set KEY=null)
-    inherited = {k: getattr(cal, k) for k in named if getattr(cal, k) is not None}
-    inherited, notes = drop_unaccepted({k: v for k, v in {**inherited, **cal.call_args}.items() if k not in now},
-                                       call_arguments(pipe), "calibration")
-    if inputs is not None:
-        inputs.notes += notes
-    kwargs = build_call_kwargs(pipe, steps=given(steps, cal.steps), extra={**inherited, **now})
-    return prompts, list(seed or [0]), kwargs
-
-
-def progress_bar(total_runs: int, steps: int, label: str):
-    """Callbacks for calibrate/run that drive one progress bar over runs × steps."""
-    return console.progress(total_runs * max(1, steps), label)
-
-
-def demo_defaults(steps, guidance_scale, height, width):
-    from magcache_cli.runner.loading import DEMO_CALL
-
-    def given(v, key):
-        return DEMO_CALL[key] if v is None else v
-
-    return (given(steps, "num_inference_steps"), given(guidance_scale, "guidance_scale"), given(height, "height"),
-            given(width, "width"))
 
 
 # ------------------------------------------------------------------------------------- several processes

@@ -1,11 +1,11 @@
 """Pre-flight: every input is checked before the model loads, so a user error costs seconds, never a run.
 
-`check(values)` takes what a command parsed (its parameters by name, e.g. `locals()`) and runs the row of
-`CHECKS` for every option given; it also reads `--prompts-file` and parses `--set` once, so nothing is read
-twice. `output_file` settles where a result will really go (inside an existing directory, never inside a
-file, somewhere writable) and proves it can be written there. `sizes` asks the model's configs, without
+Each option's own rule (`Check`: a range, a choice) is part of its type in cli/options.py and runs
+before the command starts; `read` reads `--prompts-file` and parses `--set` once, so nothing is read twice.
+`output_file` settles where a result will really go (inside an existing directory, never inside a file,
+somewhere writable) and proves it can be written there. `sizes` asks the model's configs, without
 loading weights, what heights and widths it accepts; `storable` asks the profile schema whether a
-calibration with these call arguments can be saved. A new option gets a row in `CHECKS`. Errors are
+calibration with these call arguments can be saved. A new option declares its `Check` in its type. Errors are
 `UsageError`s naming the flag.
 """
 
@@ -20,108 +20,80 @@ from pathlib import Path
 from typing import Any
 
 from magcache_cli.errors import ProfileError, UsageError
-from magcache_cli.types import BranchPolicy, CompileMode, Dtype, Offload
 
 MAX_PROMPTS_FILE = 16 << 20  # bytes
 DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
-def flag(name: str) -> str:
-    """The option that sets parameter `name` (`set_` -> --set, `num_frames` -> --num-frames)."""
-    return {"compile_": "--compile", "set_": "--set", "json_": "--json", "seed": "--seed"}.get(
-        name, "--" + name.rstrip("_").replace("_", "-"))
+class Check:
+    """A rule for one option's value, declared in the option's type (`Annotated[..., typer.Option(...),
+    Check(...)]` in cli/options.py) and run by `options.command` on every value given, before the command
+    body starts: renaming a parameter cannot drop it. `rule(flag, value)` raises a UsageError naming `flag`."""
 
+    def __init__(self, rule: Callable[[str, Any], None]):
+        self.rule = rule
 
-# ------------------------------------------------------------------------------------------- one value
-
-
-Check = Callable[[str, Any], None]
+    def __call__(self, flag: str, value: Any) -> None:
+        self.rule(flag, value)
 
 
 def at_least(low: int, example: int) -> Check:
-    def check(name: str, v: Any) -> None:
+    def check(flag: str, v: Any) -> None:
         if v < low:
-            raise UsageError(f"{flag(name)} must be >= {low}, got {v}", hint=f"e.g. {flag(name)} {example}")
-    return check
+            raise UsageError(f"{flag} must be >= {low}, got {v}", hint=f"e.g. {flag} {example}")
+    return Check(check)
+
+
+def _finite(flag: str, v: Any, low: float | None, below: float | None, example: float) -> None:
+    if not math.isfinite(v):
+        raise UsageError(f"{flag} {v} is not a finite number",
+                         hint=f"pass a number, e.g. {flag} {example:g} (nan and inf are not values)")
+    if (low is not None and v < low) or (below is not None and v >= below):
+        span = f"a finite number >= {low:g}" if below is None else f"a number in [{low:g}, {below:g})"
+        raise UsageError(f"{flag} must be {span}, got {v:g}", hint=f"e.g. {flag} {example:g}")
 
 
 def finite(low: float | None = None, below: float | None = None, example: float = 1.0) -> Check:
     """A finite number, >= `low` and < `below` when given."""
-
-    def check(name: str, v: Any) -> None:
-        if not math.isfinite(v):
-            raise UsageError(f"{flag(name)} {v} is not a finite number",
-                             hint=f"pass a number, e.g. {flag(name)} {example:g} (nan and inf are not values)")
-        if (low is not None and v < low) or (below is not None and v >= below):
-            span = f"a finite number >= {low:g}" if below is None else f"a number in [{low:g}, {below:g})"
-            raise UsageError(f"{flag(name)} must be {span}, got {v:g}", hint=f"e.g. {flag(name)} {example:g}")
-    return check
+    return Check(lambda flag, v: _finite(flag, v, low, below, example))
 
 
 def one_of(choices: tuple[str, ...]) -> Check:
-    def check(name: str, v: Any) -> None:
+    def check(flag: str, v: Any) -> None:
         if str(v) not in choices:
-            raise UsageError(f"unknown {flag(name)} {v!r}", hint=f"use {', '.join(choices[:-1])} or {choices[-1]}")
-    return check
+            raise UsageError(f"unknown {flag} {v!r}", hint=f"use {', '.join(choices[:-1])} or {choices[-1]}")
+    return Check(check)
 
 
-def seeds(name: str, values: Any) -> None:
+def _seeds(flag: str, values: Any) -> None:
     for s in values:
         if not 0 <= s < 2**64:
             raise UsageError(f"--seed {s} is out of range", hint="seeds are whole numbers from 0 to 18446744073709551615")
 
 
-def unit(name: str, v: Any) -> None:
+def _unit(flag: str, v: Any) -> None:
     """A number in [0, 1] (the forecast A)."""
-    finite(0.0, example=0.5)(name, v)
+    _finite(flag, v, 0.0, None, 0.5)
     if v > 1:
-        raise UsageError(f"{flag(name)} must be in [0, 1], got {v:g}", hint=f"e.g. {flag(name)} 0.5 (0 = reuse)")
+        raise UsageError(f"{flag} must be in [0, 1], got {v:g}", hint=f"e.g. {flag} 0.5 (0 = reuse)")
 
 
-def repeats(name: str, v: Any) -> None:
-    at_least(1, 3)(name, v)
-
-
-# parameter name -> check(name, value); values that are None (not given) are never checked.
-CHECKS: dict[str, Check] = {
-    "steps": at_least(1, 28),
-    "height": at_least(1, 1024),
-    "width": at_least(1, 1024),
-    "num_frames": at_least(1, 49),
-    "max_skip_steps": at_least(0, 3),
-    "guidance_scale": finite(example=5.0),
-    "threshold": finite(0.0, example=0.06),
-    "retention_ratio": finite(0.0, 1.0, example=0.2),
-    "forecast": unit,
-    "min_psnr": finite(example=35),
-    "min_ssim": finite(example=0.98),
-    "max_lpips": finite(0.0, example=0.05),
-    "repeats": repeats,
-    "seed": seeds,
-    "compile_": one_of(CompileMode.values()),
-    "dtype": one_of(Dtype.values()),
-    "device": one_of(DEVICES),
-    "offload": one_of(Offload.values()),
-    "branch_policy": one_of(BranchPolicy.values()),
-}
+SEEDS = Check(_seeds)
+UNIT = Check(_unit)
+DEVICE = one_of(DEVICES)
 
 
 @dataclass
 class Checked:
-    """What `check` read for the command: prompts from -p and --prompts-file, and --set parsed."""
+    """What `read` read for the command: prompts from -p and --prompts-file, and --set parsed."""
 
     prompts: list[str] = field(default_factory=list)
     call_args: dict[str, Any] = field(default_factory=dict)
 
 
-def check(values: Mapping[str, Any]) -> Checked:
-    """Check every option in `values` that has a row in `CHECKS` and was given; read the prompts file and
-    parse --set. Raises UsageError on the first problem."""
-    for name, v in values.items():
-        if v is not None and name in CHECKS:
-            CHECKS[name](name, v)
-    prompts = [*(values.get("prompt") or []), *read_prompts_file(values.get("prompts_file"))]
-    return Checked(prompts, parse_set(values.get("set_")))
+def read(prompt: list[str] | None, prompts_file: Path | None, set_items: list[str] | None) -> Checked:
+    """Read the prompts file and parse --set, once. Raises UsageError on the first problem."""
+    return Checked([*(prompt or []), *read_prompts_file(prompts_file)], parse_set(set_items))
 
 
 # ------------------------------------------------------------------------------------------ --set, files

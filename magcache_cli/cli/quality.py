@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from magcache_cli.cli import job as setup
 from magcache_cli.cli import options as o
 from magcache_cli.cli import preflight
 from magcache_cli.cli import render as console
-from magcache_cli.cli.common import (
-    call_setup,
-    enable_context_parallel,
-    load_pipe,
-    skip_settings,
-    start_ranks,
-)
+from magcache_cli.cli.common import skip_settings
 from magcache_cli.errors import UsageError
 from magcache_cli.runner.recovery import atomic_write, write_or_recover
 
@@ -42,21 +38,20 @@ def _ints(text: str | None, name: str, default: tuple) -> tuple:
     return tuple(int(v) for v in vals)
 
 
-def run_compare(pipe, prof, prompts, seeds, kwargs, settings, policy, output, json_, force: bool = False,
-                repeats: int = 3) -> None:
+def run_compare(job, prof, settings, policy, output, json_, force: bool = False, repeats: int = 3) -> None:
     """`magcache run --compare`: uncached, cached and fewer-steps runs; metrics, verdict, side-by-side PNGs."""
     import numpy as np
 
     from magcache_cli.quality.compare import compare
     from magcache_cli.runner import outputs
 
-    n = len(prompts) * len(seeds)
-    with console.progress((4 if settings.forecast > 0 else 3) * n + 3 * repeats, "Comparing") as bar:
+    prompts = job.prompts
+    with job.progress("Comparing", total=(4 if settings.forecast > 0 else 3) * job.runs + 3 * repeats) as bar:
         def on_run(what: str) -> None:
             bar.describe(f"Comparing: {what}")
             bar.advance()
 
-        cmp = compare(pipe, prof, prompts, seeds, kwargs, settings, policy, on_run=on_run, force=force,
+        cmp = compare(job.pipe, prof, prompts, job.seeds, job.kwargs, settings, policy, on_run=on_run, force=force,
                       repeats=repeats)
     res = cmp.cached_result
     targets = outputs.output_paths(Path(output), res.prompts_seeds, prompts)
@@ -97,51 +92,57 @@ def side_by_side(panels, min_side: int = 128):
     return sheet
 
 
-def tune(
-    profile: Annotated[Path, typer.Option("--profile", "-P", help="Profile to tune; its defaults are rewritten.")],
-    min_psnr: Annotated[Optional[float], typer.Option(help="Target: mean PSNR vs uncached, in dB (e.g. 35).")] = None,
-    min_ssim: Annotated[Optional[float], typer.Option(help="Target: mean SSIM vs uncached (e.g. 0.98).")] = None,
-    max_lpips: Annotated[Optional[float], typer.Option(help="Target: mean LPIPS vs uncached (needs LPIPS weights offline).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the tuned profile here instead of over --profile.")] = None,
-    force: o.Force = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Measure and report; write nothing.")] = False,
-    show_all: Annotated[bool, typer.Option("--all", help="Show every distinct schedule, not only the Pareto front.")] = False,
-    thresholds: Annotated[Optional[str], typer.Option(help="Thresholds to sweep, comma-separated. Default: 0.02,0.04,0.06,0.08,0.12,0.16,0.24,0.32,0.48.", rich_help_panel=GRID)] = None,
-    max_skips: Annotated[Optional[str], typer.Option(help="Max consecutive skips (K) to sweep. Default: 2,3,4,5,6.", rich_help_panel=GRID)] = None,
-    retentions: Annotated[Optional[str], typer.Option(help="Retention ratios (R) to sweep. Default: 0.1,0.2.", rich_help_panel=GRID)] = None,
-    forecasts: Annotated[Optional[str], typer.Option(help="Residual forecast A values to sweep (0 = reuse). Default: 0,0.25,0.5,0.75.", rich_help_panel=GRID)] = None,
-    branch_policy: o.BranchPolicy = "joint",
-    repeats: o.Repeats = 3,
-    prompt: o.Prompt = None,
-    prompts_file: o.PromptsFile = None,
-    seed: o.Seed = None,
-    steps: o.Steps = None,
-    guidance_scale: o.GuidanceScale = None,
-    negative_prompt: o.NegativePrompt = None,
-    height: o.Height = None,
-    width: o.Width = None,
-    num_frames: o.NumFrames = None,
-    set_: o.Set = None,
-    image: o.Image = None,
-    mask_image: o.MaskImage = None,
-    control_image: o.ControlImage = None,
-    video: o.Video = None,
-    strength: o.Strength = None,
-    pipeline: o.Pipeline = None,
-    component: o.Component = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Load this model instead of the profile's.", rich_help_panel=o.LOAD)] = None,
-    revision: o.Revision = None,
-    variant: o.Variant = None,
-    dtype: o.Dtype = "auto",
-    device: o.Device = "auto",
-    offload: o.Offload = "none",
-    allow_pickle: o.AllowPickle = False,
-    trust_remote_code: o.TrustRemoteCode = False,
-    vae_tiling: o.VaeTiling = False,
-    vae_slicing: o.VaeSlicing = False,
-    context_parallel: o.ContextParallel = None,
-    json_: o.Json = False,
-) -> None:
+TuneProfile = Annotated[Path, typer.Option("--profile", "-P", help="Profile to tune; its defaults are rewritten.")]
+TunedOut = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the tuned profile here instead of over --profile.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Measure and report; write nothing.")]
+ShowAll = Annotated[bool, typer.Option("--all", help="Show every distinct schedule, not only the Pareto front.")]
+
+
+@dataclass
+class Goal:
+    """`tune`'s quality target."""
+
+    min_psnr: Annotated[Optional[float], typer.Option(help="Target: mean PSNR vs uncached, in dB (e.g. 35)."), preflight.finite(example=35)] = None
+    min_ssim: Annotated[Optional[float], typer.Option(help="Target: mean SSIM vs uncached (e.g. 0.98)."), preflight.finite(example=0.98)] = None
+    max_lpips: Annotated[Optional[float], typer.Option(help="Target: mean LPIPS vs uncached (needs LPIPS weights offline)."), preflight.finite(0.0, example=0.05)] = None
+
+    def target(self):
+        from magcache_cli.quality.tune import Target
+
+        target = Target(self.min_psnr, self.min_ssim, self.max_lpips)
+        if not target.given():
+            raise UsageError("no quality target", hint="pass --min-psnr (e.g. 35), --min-ssim or --max-lpips")
+        return target
+
+
+@dataclass
+class Sweep:
+    """`tune`'s grid: comma-separated values per setting (None: the default list)."""
+
+    thresholds: Annotated[Optional[str], typer.Option(help="Thresholds to sweep, comma-separated. Default: 0.02,0.04,0.06,0.08,0.12,0.16,0.24,0.32,0.48.", rich_help_panel=GRID)] = None
+    max_skips: Annotated[Optional[str], typer.Option(help="Max consecutive skips (K) to sweep. Default: 2,3,4,5,6.", rich_help_panel=GRID)] = None
+    retentions: Annotated[Optional[str], typer.Option(help="Retention ratios (R) to sweep. Default: 0.1,0.2.", rich_help_panel=GRID)] = None
+    forecasts: Annotated[Optional[str], typer.Option(help="Residual forecast A values to sweep (0 = reuse). Default: 0,0.25,0.5,0.75.", rich_help_panel=GRID)] = None
+
+    def grid(self):
+        """The grid, each list checked; UsageError naming the flag."""
+        from magcache_cli.quality import tune as t
+
+        grid = t.Grid(_floats(self.thresholds, "--thresholds", t.DEFAULT_THRESHOLDS),
+                      _ints(self.max_skips, "--max-skips", t.DEFAULT_MAX_SKIPS),
+                      _floats(self.retentions, "--retentions", t.DEFAULT_RETENTIONS),
+                      _floats(self.forecasts, "--forecasts", t.DEFAULT_FORECASTS))
+        try:
+            grid.settings()
+        except ValueError as e:
+            raise UsageError(f"bad sweep grid: {e}") from None
+        return grid
+
+
+@o.command
+def tune(*, profile: TuneProfile, goal: Goal, out: TunedOut = None, force: o.Force = False, dry_run: DryRun = False,
+         show_all: ShowAll = False, sweep: Sweep, branch_policy: o.BranchPolicy = "joint", repeats: o.Repeats = 3,
+         prompts: o.Prompts, call: o.Call, inputs: o.Inputs, load: o.TuneLoad, json_: o.Json = False) -> None:
     """Find the fastest skip settings that meet a quality target, by measurement, and write them.
 
     Sweeps threshold × max consecutive skips × retention ratio × forecast A. One model load and one uncached reference per prompt × seed; settings with the same skip schedule and A run once. Prints the Pareto table (passes vs quality) with the fewer-steps baseline at equal passes, and writes the chosen setting into the profile's defaults with the evidence in `defaults.tuned`. Prompts default to the profile's calibration prompts. Refuses (exit 1, file untouched) when no setting meets the target.
@@ -151,83 +152,67 @@ def tune(
         magcache tune --profile flux.yaml --min-psnr 35 \\
             -p "a cat playing chess" -s 0 -s 1 --steps 28
     """
-    from magcache_cli.cli.inputs import gather, split_set
-    from magcache_cli.errors import MagCacheError
-    from magcache_cli.profile.io import load_profile, save_profile
-    from magcache_cli.quality.tune import (
-        DEFAULT_FORECASTS,
-        DEFAULT_MAX_SKIPS,
-        DEFAULT_RETENTIONS,
-        DEFAULT_THRESHOLDS,
-        Grid,
-        Target,
-        with_tuned_defaults,
-    )
+    from magcache_cli.profile.io import load_profile
+    from magcache_cli.profile.resolve import resolve_profile
     from magcache_cli.quality.tune import tune as run_tune
 
     console.set_json(json_)
-    set_, set_files = split_set(set_)  # KEY=@PATH items are files, read by `gather`
-    pre = preflight.check(locals())
-    policy = branch_policy
-    target = Target(min_psnr, min_ssim, max_lpips)
-    if not target.given():
-        raise UsageError("no quality target", hint="pass --min-psnr (e.g. 35), --min-ssim or --max-lpips")
-    grid = Grid(_floats(thresholds, "--thresholds", DEFAULT_THRESHOLDS), _ints(max_skips, "--max-skips", DEFAULT_MAX_SKIPS),
-                _floats(retentions, "--retentions", DEFAULT_RETENTIONS), _floats(forecasts, "--forecasts", DEFAULT_FORECASTS))
-    try:
-        settings_list = grid.settings()
-    except ValueError as e:
-        raise UsageError(f"bad sweep grid: {e}") from None
-    from magcache_cli.profile.resolve import resolve_profile
-
+    asked = setup.read(load, prompts, call, inputs)
+    target, grid = goal.target(), sweep.grid()
     profile = str(resolve_profile(str(profile)))  # a shipped profile's name works too (then prefer --out)
-    dest = Path(profile)
-    if not dry_run:
-        same = out is not None and Path(out).exists() and Path(out).resolve() == Path(profile).resolve()
-        dest = (preflight.output_file(out, "--out", default_name=Path(profile).name, overwrite=force or same)
-                if out is not None else preflight.output_file(profile, "--profile", default_name=Path(profile).name))
+    dest = Path(profile) if dry_run else _tuned_destination(profile, out, force)
     prof = load_profile(profile)
-    model_id, rev = model or prof.model.id, revision or (None if model else prof.model.revision)
-    cal = prof.calibration
-    preflight.sizes(model_id, rev, cal.height if height is None else height, cal.width if width is None else width)
-    files = gather(image=image, mask_image=mask_image, control_image=control_image, video=video, strength=strength,
-                   set_files=set_files, pipeline=pipeline, component=component, model=model, revision=revision,
-                   profile=prof, profile_path=profile)
-    ranks = start_ranks(device, context_parallel)
-    pipe, _, _ = load_pipe(model_id, rev, variant, dtype, device, offload, allow_pickle, trust_remote_code, files,
-                           vae_tiling=vae_tiling, vae_slicing=vae_slicing)
-    enable_context_parallel(pipe, ranks)
-    prompts, seeds, kwargs = call_setup(prof, pre, seed, steps, guidance_scale, negative_prompt, height, width,
-                                        num_frames, pipe, all_prompts=True, inputs=files)
-    for note in files.notes:
-        console.notice(note)
-    n = len(prompts) * len(seeds)
-    with console.progress(n * (len(settings_list) + 2) + 3 * repeats, "Tuning") as bar:
+    job = setup.load(setup.settle(asked, prof=prof, profile_path=profile, all_prompts=True))
+    with job.progress("Tuning", total=job.runs * (len(grid.settings()) + 2) + 3 * repeats) as bar:
         def on_run(what: str) -> None:
             bar.describe(f"Tuning: {what}")
             bar.advance()
-            ranks.tick()
+            job.ranks.tick()
 
-        ranks.on_remote = bar.advance
-        result = run_tune(pipe, prof, prompts, seeds, kwargs, target, grid, policy, on_run, exchange=ranks,
-                          repeats=repeats)
+        result = run_tune(job.pipe, prof, job.prompts, job.seeds, job.kwargs, target, grid, branch_policy, on_run,
+                          exchange=job.ranks, repeats=repeats)
     written = None
-    if result.chosen is not None and not dry_run and ranks.info.is_main:
-        tuned = with_tuned_defaults(prof, result)
-        written = str(write_or_recover(dest, lambda p: save_profile(tuned, p, overwrite=True)))
-    ranks.finish()  # every rank ends with rank 0's write; only rank 0 prints
-    if not ranks.info.is_main:
+    if result.chosen is not None and not dry_run and job.ranks.info.is_main:
+        written = _write_tuned(prof, result, dest)
+    job.ranks.finish()  # every rank ends with rank 0's write; only rank 0 prints
+    if not job.ranks.info.is_main:
         raise typer.Exit(0 if result.chosen is not None else 1)
     console.render_tune(result, show_all, written)
     if json_:
         console.emit_json(_tune_json(result, written))
     if result.chosen is None:
-        best = max((p for p in result.points), key=lambda p: p.measured.quality.psnr if p.measured.passes < result.reference.passes else float("-inf"))
-        raise MagCacheError(
-            f"no setting in the grid meets {target.describe()} (best with skipping: PSNR "
-            f"{best.measured.quality.psnr:.2f} dB, SSIM {best.measured.quality.ssim:.4f} at {best.measured.passes:g} passes); "
-            f"{dest} was not changed",
-            hint="lower the target, sweep smaller thresholds (--thresholds 0.005,0.01,0.02) or use more --steps")
+        raise _nothing_meets(result, target, dest)
+
+
+def _tuned_destination(profile: str, out: Path | None, force: bool) -> Path:
+    """Where the tuned profile goes: --out (refused if it exists, unless --force or it is --profile itself),
+    else over --profile."""
+    if out is None:
+        return preflight.output_file(profile, "--profile", default_name=Path(profile).name)
+    same = Path(out).exists() and Path(out).resolve() == Path(profile).resolve()
+    return preflight.output_file(out, "--out", default_name=Path(profile).name, overwrite=force or same)
+
+
+def _write_tuned(prof, result, dest: Path) -> str:
+    from magcache_cli.profile.io import save_profile
+    from magcache_cli.quality.tune import with_tuned_defaults
+
+    tuned = with_tuned_defaults(prof, result)
+    return str(write_or_recover(dest, lambda p: save_profile(tuned, p, overwrite=True)))
+
+
+def _nothing_meets(result, target, dest: Path) -> Exception:
+    from magcache_cli.errors import MagCacheError
+
+    def psnr_if_skipping(p) -> float:
+        return p.measured.quality.psnr if p.measured.passes < result.reference.passes else float("-inf")
+
+    best = max(result.points, key=psnr_if_skipping)
+    return MagCacheError(
+        f"no setting in the grid meets {target.describe()} (best with skipping: PSNR "
+        f"{best.measured.quality.psnr:.2f} dB, SSIM {best.measured.quality.ssim:.4f} at {best.measured.passes:g} passes); "
+        f"{dest} was not changed",
+        hint="lower the target, sweep smaller thresholds (--thresholds 0.005,0.01,0.02) or use more --steps")
 
 
 def _tune_json(result, written: str | None) -> dict:
@@ -264,9 +249,10 @@ def _tune_json(result, written: str | None) -> dict:
     }
 
 
+@o.command
 def schedule(
     profile: Annotated[Path, typer.Option("--profile", "-P", help="Profile whose curves are simulated.")],
-    steps: Annotated[Optional[int], typer.Option(help="Denoising steps. Default: the profile's calibration steps.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Denoising steps. Default: the profile's calibration steps."), preflight.at_least(1, 28)] = None,
     threshold: o.Threshold = None,
     max_skip_steps: o.MaxSkipSteps = None,
     retention_ratio: o.RetentionRatio = None,
@@ -290,7 +276,6 @@ def schedule(
     from magcache_cli.quality.tune import DEFAULT_THRESHOLDS
 
     console.set_json(json_)
-    preflight.check(locals())
     policy = branch_policy
     prof = load_profile(profile)
     n = steps if steps is not None else prof.calibration.steps
