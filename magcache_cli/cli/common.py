@@ -18,6 +18,19 @@ def skip_settings(prof, threshold, max_skip_steps, retention_ratio, forecast=Non
         raise UsageError(str(e)) from None
 
 
+def speedup_choice(prof, steps: int, speedup: float, threshold=None, max_skip_steps=None, retention_ratio=None,
+                   forecast=None, policy: str = "joint"):
+    """`--speedup X`: the settings chosen from the profile's curves (`profile.speedup.choose`), the knobs given
+    explicitly held; printed as one line."""
+    from magcache_cli.cli import render
+    from magcache_cli.profile.speedup import choose
+
+    fixed = {"threshold": threshold, "max_skip_steps": max_skip_steps, "retention_ratio": retention_ratio}
+    choice = choose(prof, steps, speedup, check_policy(policy), forecast, fixed)
+    render.render_speedup(choice, steps)
+    return choice
+
+
 def check_policy(branch_policy: str) -> str:
     from magcache_cli.types import BranchPolicy
 

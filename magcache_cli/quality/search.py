@@ -76,7 +76,9 @@ class Goal:
             return False
         if self.max_lpips is not None and (m.get("lpips") is None or m["lpips"] > self.max_lpips):
             return False
-        return self.beat_margin is None or m["psnr"] - base["psnr"] >= self.beat_margin - 1e-9
+        if self.beat_margin is None:
+            return True
+        return base is not None and m["psnr"] - base["psnr"] >= self.beat_margin - 1e-9
 
 
 @dataclass(frozen=True)

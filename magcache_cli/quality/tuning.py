@@ -47,6 +47,21 @@ class SearchResult(TuneResult):
                 "fewer_steps": None if base is None else {"steps": steps, "psnr": round(base.psnr, 4),
                                                           "psnr_min": round(base.psnr_min, 4)}}
 
+    def meets(self, point) -> bool:
+        """Whether a measured point met the goal on every prompt × seed (measured on all of them)."""
+        if self.ledger is None or len(self.ledger.measured(point)) < len(self.pairs):
+            return False
+        steps = min(self.reference.steps, equal_pass_steps(point.measured.passes, self.reference.per_step))
+        return all(self.goal.ok(self.ledger.out[point.key, i], self.ledger.base.get((steps, i)))
+                   for i in range(len(self.pairs)))
+
+    def summary(self) -> dict[str, Any]:
+        """How the search went, for `--json` and the table's footer."""
+        return {"goal": self.goal.given(), "reference_runs": self.reference_runs, "pipeline_runs": self.runs,
+                "candidates_measured": len(self.points), "dropped": self.dropped, "budget": self.budget,
+                "budget_spent": self.budget_spent, "runs_chosen_on": len(self.choose), "runs_held_out": len(self.held),
+                "chosen_on": self.split(self.choose), "held_out": self.split(self.held)}
+
     def evidence(self) -> dict[str, Any]:
         ev = super().evidence()
         return {**ev, "target": self.goal.given(), "chosen_on": self.split(self.choose),
