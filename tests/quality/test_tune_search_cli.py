@@ -130,3 +130,15 @@ def test_calibrate_speedup_writes_the_predicted_choice(tiny, tiny_pipeline_dir, 
     assert (d.threshold, d.max_skip_steps, d.retention_ratio, d.forecast) == (
         expected.threshold, expected.max_skip_steps, expected.retention_ratio, expected.forecast)
     assert json.loads(r.stdout)["speedup"]["passes"] * 1.5 <= STEPS
+
+
+def test_apply_with_a_speedup_skips_what_was_predicted(tiny, tiny_pipeline_dir):
+    import magcache_cli as magcache
+    from magcache_cli.testing.helpers import load_tiny
+
+    pipe = load_tiny(tiny_pipeline_dir("sd3"))
+    with magcache.apply(pipe, str(tiny), speedup=1.5) as cache:
+        pipe("a cat", num_inference_steps=STEPS, height=32, width=32, guidance_scale=5.0, max_sequence_length=12)
+    choice = cache.speedup_choice
+    assert cache.settings == choice.settings and choice.prediction.passes * 1.5 <= STEPS
+    assert cache.report.computed_calls == choice.prediction.passes  # batched guidance: one pass per computed step
