@@ -43,8 +43,8 @@ def calibrate(*, load: o.Load, out: ProfileOut = Path("profile.yaml"), force: o.
 
         magcache calibrate --model black-forest-labs/FLUX.1-dev --steps 28 \\
             -p "a cat playing chess" -s 0 -s 1 --out flux.yaml
-        magcache calibrate --out demo.yaml --tune          # calibrate, then tune the defaults
-        magcache calibrate --out demo.yaml --speedup 2     # defaults for 2x fewer passes
+        magcache calibrate --out demo.yaml --tune
+        magcache calibrate --out demo.yaml --speedup 2
     """
     from magcache_cli.cli.quality import after_calibration, tune_goal
     from magcache_cli.runner.calibrate import calibrate as run_calibration
