@@ -160,7 +160,11 @@ def _result(profile, ref, pairs, prompts, seeds, call_kwargs, goal, policy, leve
             budget, spent_out, ref_runs, pipe, on_run, repeats) -> SearchResult:
     from magcache_cli.core.rule import effective_policy
 
-    cands = {c.key: c for lv in levels.values() for lst in lv.values() for c in lst}
+    cands: dict = {}
+    for lv in levels.values():  # A ascending: a key shared by an A that cannot apply keeps the lowest A (the reuse run)
+        for lst in lv.values():
+            for c in lst:
+                cands.setdefault(c.key, c)
     target = Target(goal.min_psnr, goal.min_ssim, goal.max_lpips)
     points = _points(ledger, cands, record, ref, target.metric if target.given() else "psnr")
     chosen = next((p for p in points if winner is not None and p.key == winner.key), None)
