@@ -7,7 +7,7 @@
 1. Calibrate the demo model (`magcache calibrate`, defaults: two digit prompts, seed 0).
 2. **The speedup criterion.** For X in 1.5, 2, 2.5, 3: `profile.speedup.choose` (prediction only) picks a
    setting; then every distinct schedule of its grid at the same pass count is measured (with the chosen A) on
-   the validation runs, to see where the choice ranks and how well the predicted error orders them (Spearman);
+   the validation runs, to see where the choice ranks and how well the spread and the predicted error order them (Spearman);
    the chosen schedule is also measured with A in {0, 0.25, 0.5, 0.75}, and the uncached pipeline at the same
    passes (fewer steps).
 3. **`--speedup` on held-out runs**: each choice on the ten digits × seeds 100–104 (50 runs), against fewer
@@ -101,8 +101,8 @@ def criterion(prof, val: Held, steps: int) -> tuple[list, list[str]]:
              f"Validation runs: {val.runs} ({len(val.prompts)} digits × seed {val.seeds[0]}, not calibrated on). "
              "Every distinct schedule of the speedup grid at the chosen pass count measured with the chosen A.", "",
              row(["asked", "chosen (E, K, R, A)", "passes", "its PSNR", "best at same passes (E, K, R)", "best PSNR",
-                  "rank", "schedules", "Spearman(−error, PSNR)", "A 0", "A 0.25", "A 0.5", "A 0.75", "fewer steps PSNR"]),
-             row(["---"] * 14)]
+                  "rank", "schedules", "Spearman(−spread, PSNR)", "Spearman(−error, PSNR)", "A 0", "A 0.25", "A 0.5", "A 0.75", "fewer steps PSNR"]),
+             row(["---"] * 15)]
     for x in SPEEDUPS:
         ch = sp.choose(prof, steps, x)
         a, passes = ch.settings.forecast, ch.prediction.passes
@@ -116,21 +116,24 @@ def criterion(prof, val: Held, steps: int) -> tuple[list, list[str]]:
         mine = next(q for c, q in measured if _schedule_key(c.prediction.flags) == _schedule_key(ch.prediction.flags))
         best_c, best_q = max(measured, key=lambda t: t[1])
         rank = 1 + sum(q > mine + 1e-9 for _, q in measured)
-        rho = spearman([-c.error for c, _ in measured], [q for _, q in measured])
+        rho = spearman([-c.spread for c, _ in measured], [q for _, q in measured])
+        rho_err = spearman([-c.error for c, _ in measured], [q for _, q in measured])
         by_a = {aa: (mine if aa == a else val.cached(SkipSettings(ch.settings.threshold, ch.settings.max_skip_steps,
                                                                   ch.settings.retention_ratio, aa)).quality.psnr)
                 for aa in (0.0, 0.25, 0.5, 0.75)}
         k, fq = val.fewer(passes)
         s = ch.settings
         data.append({"asked": x, "chosen": ch.to_json(), "psnr": mine, "best": {"settings": best_c.settings.__dict__,
-                     "psnr": best_q}, "rank": rank, "schedules": len(measured), "spearman": rho,
+                     "psnr": best_q}, "rank": rank, "schedules": len(measured), "spearman": rho, "spearman_error": rho_err,
                      "by_forecast": by_a, "fewer_steps": {"steps": k, "psnr": fq.quality.psnr},
-                     "all": [{"settings": c.settings.__dict__, "error": c.error, "psnr": q} for c, q in measured]})
+                     "all": [{"settings": c.settings.__dict__, "spread": c.spread, "error": c.error, "psnr": q}
+                             for c, q in measured]})
         b = best_c.settings
         lines.append(row([f"{x:g}×", f"{s.threshold:g}, {s.max_skip_steps}, {s.retention_ratio:g}, {s.forecast:g}",
                           f"{passes}/{ch.prediction.total}", f"{mine:.2f}",
                           f"{b.threshold:g}, {b.max_skip_steps}, {b.retention_ratio:g}", f"{best_q:.2f}", rank,
                           len(measured), "—" if rho is None else f"{rho:.2f}",
+                          "—" if rho_err is None else f"{rho_err:.2f}",
                           *[f"{by_a[aa]:.2f}" for aa in (0.0, 0.25, 0.5, 0.75)], f"{fq.quality.psnr:.2f} ({k})"]))
     return data, lines + [""]
 
@@ -197,6 +200,7 @@ def main() -> int:
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--with-grid", action="store_true")
     ap.add_argument("--eval-seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104])
+    ap.add_argument("--val-seed", type=int, default=105, help="seed of the criterion's validation runs")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from magcache_cli.runner.loading import DEMO_CALL, LoadOptions, load_pipeline, quiet_libraries
@@ -214,7 +218,7 @@ def main() -> int:
     prompts = [digits.prompt_for(d) for d in range(10)]
     t0 = time.perf_counter()
     report, md = {"call": call}, []
-    val = Held(pipe, prof, [digits.prompt_for(d) for d in (0, 2, 5, 8)], [100], call)
+    val = Held(pipe, prof, [digits.prompt_for(d) for d in (0, 2, 5, 8)], [args.val_seed], call)
     report["criterion"], lines = criterion(prof, val, steps)
     md += lines
     held = Held(pipe, prof, prompts, args.eval_seeds, call)

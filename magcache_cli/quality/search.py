@@ -1,8 +1,8 @@
 """`tune` as a search: the fewest candidate settings measured, one prompt × seed at a time.
 
 The grid's settings are predicted first (`plan.predict`, no model): distinct (schedule, forecast A) pairs,
-grouped per A by their predicted transformer passes, and within one pass count ordered by predicted error
-(`profile.speedup.predicted_error`, the criterion `--speedup` uses). Then, per A:
+grouped per A by their predicted transformer passes, and within one pass count ordered by the criterion
+`--speedup` uses (`profile.speedup`: most evenly spread skips, then the latest, then predicted error). Then, per A:
 
 * **bisection over the pass counts** toward the fewest passes that still meet the goal (quality falls as
   passes fall: this is what the search assumes), trying at each pass count its `PER_LEVEL` best predicted
@@ -31,7 +31,7 @@ from magcache_cli.core import rule
 from magcache_cli.errors import MagCacheError
 from magcache_cli.profile.plan import equal_pass_steps, predict
 from magcache_cli.profile.schema import Profile
-from magcache_cli.profile.speedup import DEFAULT_FORECAST, predicted_error
+from magcache_cli.profile.speedup import DEFAULT_FORECAST, lateness, predicted_error, spread
 from magcache_cli.quality.metrics import Quality
 
 DEFAULT_MARGIN_DB = 0.5
@@ -86,7 +86,9 @@ class Cand:
     settings: rule.SkipSettings
     key: tuple  # (schedule, effective A): candidates with equal keys are one run
     passes: int  # predicted passes per run
-    error: float  # predicted error
+    error: float  # predicted magnitude error (the tie-break)
+    spread: int = 0  # sum of skip-run lengths cubed: the `--speedup` criterion, lower first
+    late: int = 0  # sum of skipped positions: its tie-break, higher first
 
 
 def quality_of(per: list[Metrics]) -> Quality:
@@ -146,7 +148,8 @@ def forecast_applies(flags: dict[str, list[bool]]) -> bool:
 def candidates(profile: Profile, steps: int, settings: list[rule.SkipSettings],
                policy: str = "joint") -> dict[float, dict[int, list[Cand]]]:
     """Per A, per predicted pass count (fewer than the full run): the distinct schedules, best predicted first
-    (lowest predicted error, then the most conservative setting: lowest E and K, highest R)."""
+    (most evenly spread skips, then the latest, then the lowest predicted error, then the most conservative
+    setting: lowest E and K, highest R) — the criterion of `--speedup`."""
     preds, out, seen = {}, {}, set()
     order = sorted(settings, key=lambda s: (s.forecast, s.threshold, s.max_skip_steps, -s.retention_ratio))
     for s in order:
@@ -161,11 +164,11 @@ def candidates(profile: Profile, steps: int, settings: list[rule.SkipSettings],
         if (s.forecast, key) in seen:  # an A that cannot apply shares the reuse run (same key), listed per A
             continue
         seen.add((s.forecast, key))
-        cand = Cand(s, key, pred.passes, predicted_error(profile, steps, pred, a))
+        cand = Cand(s, key, pred.passes, predicted_error(profile, steps, pred, a), spread(pred), lateness(pred))
         out.setdefault(s.forecast, {}).setdefault(pred.passes, []).append(cand)
     for levels in out.values():
         for lst in levels.values():
-            lst.sort(key=lambda c: c.error)  # stable: the conservative order above breaks ties
+            lst.sort(key=lambda c: (c.spread, -c.late, c.error))  # stable: the conservative order breaks ties
     return out
 
 

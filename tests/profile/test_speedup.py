@@ -75,27 +75,48 @@ def _error(curve, flags, a):
     return total
 
 
+def test_spread_and_lateness_by_hand():
+    from magcache_cli.profile.plan import Prediction
+
+    # skipped steps 1, 2 and 4: runs of 2 and 1 -> spread 2³ + 1³ = 9, lateness 1 + 2 + 4 = 7
+    flags = [True, False, False, True, False]
+    pred = Prediction({"cond": flags}, 2, 5, "joint")
+    assert sp.skip_runs(flags) == [2, 1]
+    assert (sp.spread(pred), sp.lateness(pred), sp.longest_run(pred)) == (9, 7, 2)
+    # the forecast without evidence: 0.75 up to 3 consecutive skips, 0.5 beyond
+    assert sp.default_forecast(Prediction({"cond": [True, False, False, False, True]}, 2, 5, "joint")) == 0.75
+    assert sp.default_forecast(Prediction({"cond": [True] + [False] * 4}, 1, 5, "joint")) == 0.5
+
+
+def _runs(flags):
+    out, n = [], 0
+    for f in flags + [True]:
+        if not f:
+            n += 1
+        elif n:
+            out.append(n)
+            n = 0
+    return out
+
+
 @pytest.mark.parametrize("x", [1.5, 2.0, 3.0])
-def test_choice_reaches_the_speedup_and_has_the_lowest_predicted_error(profile, x):
+def test_choice_reaches_the_speedup_and_ranks_first(profile, x):
     choice = sp.choose(profile, 12, x, forecast=0.5)
     assert choice.prediction.passes * x <= 12
     assert choice.settings.forecast == 0.5 and choice.forecast_from == "option"
-    # every grid setting, simulated with the rule and scored with the formula above
+    # every grid setting, simulated with the rule and scored here: spread (Σ run³), then latest skips, then error
     reaching = []
     for e, k, r in itertools.product(sp.THRESHOLDS, sp.MAX_SKIPS, sp.RETENTIONS):
         flags = simulate({"cond": CURVE}, 12, SkipSettings(e, k, r))["cond"]
         if sum(flags) * x <= 12:
-            reaching.append((_error(CURVE, flags, 0.5), sum(flags)))
+            late = sum(i for i, f in enumerate(flags) if not f)
+            reaching.append((sum(n ** 3 for n in _runs(flags)), -late, round(_error(CURVE, flags, 0.5), 9)))
     assert choice.reaching == len(reaching)
-    assert choice.candidate.error == pytest.approx(min(err for err, _ in reaching))
-
-
-def test_two_x_on_the_hand_curve(profile):
-    # reuse at 2x: at most 6 of 12 passes, and the reported error is the formula's for the chosen schedule
-    choice = sp.choose(profile, 12, 2.0, forecast=0.0)
-    flags = choice.prediction.flags["cond"]
-    assert sum(flags) <= 6
-    assert choice.candidate.error == pytest.approx(_error(CURVE, flags, 0.0))
+    mine = choice.prediction.flags["cond"]
+    got = (sum(n ** 3 for n in _runs(mine)), -sum(i for i, f in enumerate(mine) if not f),
+           round(_error(CURVE, mine, 0.5), 9))
+    assert got == min(reaching)
+    assert choice.candidate.error == pytest.approx(_error(CURVE, mine, 0.5))
 
 
 def test_explicit_knobs_are_held(profile):
@@ -115,7 +136,8 @@ def test_an_unreachable_speedup_is_a_usage_error(profile):
 def test_forecast_comes_from_the_profile_when_it_has_evidence(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text(PROFILE.format(curve=CURVE, extra=""))
-    assert sp.choose(load_profile(p), 12, 1.5).settings.forecast == sp.DEFAULT_FORECAST == 0.5
+    c = sp.choose(load_profile(p), 12, 1.5)  # no evidence: by the schedule's longest skip run
+    assert c.forecast_from == "default" and c.settings.forecast == (0.75 if sp.longest_run(c.prediction) <= 3 else 0.5)
     p.write_text(PROFILE.format(curve=CURVE, extra="  forecast: 0.25\n"))
     c = sp.choose(load_profile(p), 12, 1.5)
     assert (c.settings.forecast, c.forecast_from) == (0.25, "profile")
