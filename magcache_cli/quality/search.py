@@ -65,8 +65,12 @@ class Goal:
 
     def describe(self) -> str:
         names = {"min_psnr": "PSNR ≥ {} dB", "min_ssim": "SSIM ≥ {}", "max_lpips": "LPIPS ≤ {}",
-                 "beat_fewer_steps_db": "closer than fewer steps by ≥ {} dB", "speedup": "≥ {}× fewer passes"}
-        return " and ".join(names[k].format(v) for k, v in self.given().items()) + " on every run"
+                 "beat_fewer_steps_db": "closer than fewer steps by ≥ {} dB"}
+        limits = " and ".join(names[k].format(v) for k, v in self.given().items() if k in names)
+        text = f"{limits} on every run" if limits else ""
+        if self.speedup is not None:
+            text = f"the most accurate within {self.speedup:g}× fewer passes" + (f", {text}" if text else "")
+        return text
 
     def ok(self, m: Metrics, base: Metrics | None) -> bool:
         """Whether one run meets the goal (`base`: the fewer-steps run at the same passes)."""
