@@ -186,8 +186,8 @@ def render_speedup(choice, steps: int) -> None:
     a = {"option": "", "profile": " (the profile's)", "default": " (default)"}[choice.forecast_from]
     console().print(f"[bold]Speedup {choice.asked:g}×[/]: threshold {s.threshold:g}, max skips {s.max_skip_steps}, "
                     f"retention {s.retention_ratio:g}, forecast {s.forecast:g}{a} — predicted {p.passes} of {p.total} "
-                    f"passes at {steps} steps ({p.speedup:.2f}× fewer), the lowest predicted error of "
-                    f"{choice.reaching} settings that reach it", soft_wrap=True)
+                    f"passes at {steps} steps ({p.speedup:.2f}× fewer); of the {choice.reaching} settings that reach it, "
+                    "the skips spread most evenly", soft_wrap=True)
 
 
 def render_schedule(profile, steps: int, settings, pred: dict) -> None:
