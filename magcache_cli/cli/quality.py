@@ -154,7 +154,7 @@ class Sweep:
         return grid
 
 
-Budget = Annotated[Optional[int], typer.Option("--budget", help="At most this many pipeline runs (the uncached reference included); when spent, the best setting confirmed so far is kept."), preflight.at_least(1, 60)]
+Budget = Annotated[Optional[int], typer.Option("--budget", help="At most this many pipeline runs (the uncached reference included); spent before a setting is confirmed, tune stops and exits 1 (file untouched)."), preflight.at_least(1, 60)]
 FullGrid = Annotated[bool, typer.Option("--grid", help="Measure every distinct setting of the grid on every prompt × seed (the exhaustive sweep, many more runs; absolute targets only) instead of searching.", rich_help_panel=GRID)]
 
 

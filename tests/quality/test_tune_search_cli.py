@@ -33,7 +33,24 @@ def tiny(tiny_pipeline_dir, tmp_path_factory):
 
 
 def test_bare_beat_fewer_steps_means_the_default_margin():
+    from magcache_cli.cli.app import rewrite_args
+
     assert float(BARE_VALUES["--beat-fewer-steps"]) == DEFAULT_MARGIN_DB == 0.5
+    assert rewrite_args(["tune", "--beat-fewer-steps", "--dry-run"])[0] == ["tune", "--beat-fewer-steps", "0.5",
+                                                                          "--dry-run"]
+    assert rewrite_args(["tune", "--beat-fewer-steps", "1"])[0] == ["tune", "--beat-fewer-steps", "1"]
+    assert rewrite_args(["calibrate", "--tune"])[0] == ["calibrate", "--tune", "beat"]
+
+
+def test_calibrate_tune_targets_parse():
+    from magcache_cli.cli.quality import tune_goal
+    from magcache_cli.errors import UsageError
+
+    assert tune_goal("beat").beat_margin == 0.5 and tune_goal("beat=1.5").beat_margin == 1.5
+    assert tune_goal("psnr=35").min_psnr == 35 and tune_goal("speedup=2").speedup == 2
+    for bad in ("psnr", "fast=2", "psnr=x", "speedup=1"):
+        with pytest.raises(UsageError):
+            tune_goal(bad)
 
 
 def test_run_speedup_runs_the_predicted_passes_and_reports_the_choice(tiny, tmp_path):
