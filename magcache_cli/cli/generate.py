@@ -46,7 +46,7 @@ def calibrate(*, load: o.Load, out: ProfileOut = Path("profile.yaml"), force: o.
         magcache calibrate --out demo.yaml --tune
         magcache calibrate --out demo.yaml --speedup 2
     """
-    from magcache_cli.cli.quality import after_calibration, tune_goal
+    from magcache_cli.cli.calibrated import after_calibration, tune_goal
     from magcache_cli.runner.calibrate import calibrate as run_calibration
     from magcache_cli.runner.loading import device_name
 

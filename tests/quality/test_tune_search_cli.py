@@ -43,7 +43,7 @@ def test_bare_beat_fewer_steps_means_the_default_margin():
 
 
 def test_calibrate_tune_targets_parse():
-    from magcache_cli.cli.quality import tune_goal
+    from magcache_cli.cli.calibrated import tune_goal
     from magcache_cli.errors import UsageError
 
     assert tune_goal("beat").beat_margin == 0.5 and tune_goal("beat=1.5").beat_margin == 1.5
