@@ -135,6 +135,28 @@ def test_speedup_goal_halves_the_candidates_run_by_run():
                           (cs[1].key, 1), (b.key, 2)]
 
 
+def test_bare_beat_fewer_steps_means_the_default_margin():
+    from magcache_cli.cli.app import BARE_VALUES, rewrite_args
+    from magcache_cli.quality.search import DEFAULT_MARGIN_DB
+
+    assert float(BARE_VALUES["--beat-fewer-steps"]) == DEFAULT_MARGIN_DB == 0.5
+    assert rewrite_args(["tune", "--beat-fewer-steps", "--dry-run"])[0] == ["tune", "--beat-fewer-steps", "0.5",
+                                                                          "--dry-run"]
+    assert rewrite_args(["tune", "--beat-fewer-steps", "1"])[0] == ["tune", "--beat-fewer-steps", "1"]
+    assert rewrite_args(["calibrate", "--tune"])[0] == ["calibrate", "--tune", "beat"]
+
+
+def test_calibrate_tune_targets_parse():
+    from magcache_cli.cli.calibrated import tune_goal
+    from magcache_cli.errors import UsageError
+
+    assert tune_goal("beat").beat_margin == 0.5 and tune_goal("beat=1.5").beat_margin == 1.5
+    assert tune_goal("psnr=35").min_psnr == 35 and tune_goal("speedup=2").speedup == 2
+    for bad in ("psnr", "fast=2", "psnr=x", "speedup=1"):
+        with pytest.raises(UsageError):
+            tune_goal(bad)
+
+
 def test_quality_of_runs_is_the_mean_and_the_worst():
     q = quality_of([{"psnr": 30, "ssim": 0.9, "lpips": None}, {"psnr": 40, "ssim": 0.95, "lpips": None}])
     assert (q.psnr, q.psnr_min, q.ssim, q.ssim_min, q.lpips) == (35, 30, pytest.approx(0.925), 0.9, None)

@@ -11,16 +11,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from magcache_cli.cli.app import BARE_VALUES, app
-from magcache_cli.quality.search import DEFAULT_MARGIN_DB
+from magcache_cli.cli.app import app
 
 runner = CliRunner()
 STEPS = 8
 CALL = ["--steps", str(STEPS), "--height", "32", "--width", "32", "--guidance-scale", "5", "--set",
         "max_sequence_length=12"]
 GRID = ["--thresholds", "0.05,0.2,0.6", "--max-skips", "2,3", "--retentions", "0.25", "--forecasts", "0,0.5"]
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -30,27 +27,6 @@ def tiny(tiny_pipeline_dir, tmp_path_factory):
                             "-p", "a cat", "-p", "a dog", *CALL])
     assert r.exit_code == 0, r.output
     return path
-
-
-def test_bare_beat_fewer_steps_means_the_default_margin():
-    from magcache_cli.cli.app import rewrite_args
-
-    assert float(BARE_VALUES["--beat-fewer-steps"]) == DEFAULT_MARGIN_DB == 0.5
-    assert rewrite_args(["tune", "--beat-fewer-steps", "--dry-run"])[0] == ["tune", "--beat-fewer-steps", "0.5",
-                                                                          "--dry-run"]
-    assert rewrite_args(["tune", "--beat-fewer-steps", "1"])[0] == ["tune", "--beat-fewer-steps", "1"]
-    assert rewrite_args(["calibrate", "--tune"])[0] == ["calibrate", "--tune", "beat"]
-
-
-def test_calibrate_tune_targets_parse():
-    from magcache_cli.cli.calibrated import tune_goal
-    from magcache_cli.errors import UsageError
-
-    assert tune_goal("beat").beat_margin == 0.5 and tune_goal("beat=1.5").beat_margin == 1.5
-    assert tune_goal("psnr=35").min_psnr == 35 and tune_goal("speedup=2").speedup == 2
-    for bad in ("psnr", "fast=2", "psnr=x", "speedup=1"):
-        with pytest.raises(UsageError):
-            tune_goal(bad)
 
 
 def test_run_speedup_runs_the_predicted_passes_and_reports_the_choice(tiny, tmp_path):
