@@ -9,7 +9,8 @@ baseline, and per-branch vs shared curve / joint vs independent policy at equal 
 What it does, in order (one model load; every number is measured, nothing is fitted):
 
 1. `magcache calibrate` on the demo model with its defaults (the CLI, in a subprocess), batched guidance.
-2. `magcache tune --min-psnr 35` on the ten digit prompts × the tune seeds (the CLI, default grid, which
+2. `magcache tune --min-psnr 35 --grid` (the exhaustive sweep; `tune` searches by default since issue 18, see
+   benchmarks/speedup_study.py) on the ten digit prompts × the tune seeds (the CLI, default grid, which
    includes the residual forecast A ∈ {0, 0.25, 0.5, 0.75}; `--study-grid` sweeps a smaller E × K grid).
 3. Held-out check on other seeds: uncached, cached with the tuned defaults, and uncached at the step count
    with the same transformer passes: passes, PSNR/SSIM vs uncached, and digit-classifier adherence. Then
@@ -221,7 +222,7 @@ def main() -> int:
     report["calibrate"] = cli(*cal_args)
     tuned_path = out / "demo-tuned.yaml"
     tune_args = ["tune", "--profile", str(prof_path), "--min-psnr", str(TARGET_PSNR), "--out", str(tuned_path),
-                 "--force", "--all", "--steps", str(steps)] + [x for p in prompts for x in ("-p", p)]
+                 "--force", "--all", "--grid", "--steps", str(steps)] + [x for p in prompts for x in ("-p", p)]
     tune_args += [x for s in args.tune_seeds for x in ("-s", str(s))]
     if args.quick:
         tune_args += ["--thresholds", "0.06,0.12,0.24,0.48", "--max-skips", "2,4,6", "--retentions", "0.1"]

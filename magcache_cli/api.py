@@ -39,16 +39,31 @@ def load_profile(ref: str | os.PathLike) -> Profile:
 
 def apply(pipe, profile: Profile | str | os.PathLike, *, threshold: float | None = None,
           max_skip_steps: int | None = None, retention_ratio: float | None = None, forecast: float | None = None,
-          branch_policy: str = "joint", force: bool = False) -> MagCache:
+          branch_policy: str = "joint", force: bool = False, speedup: float | None = None,
+          steps: int | None = None) -> MagCache:
     """Apply a profile to `pipe` (hooks installed now); use as a context manager or call `.remove()`.
 
     Settings left as None come from the profile's defaults. `forecast` (A in [0, 1]) replaces the reused
     residual of a skipped step by `r_c + A·(t − c)/(c − p)·(r_c − r_p)` from the branch's last two computed
-    residuals; 0 is MagCache's plain reuse (see docs/quality.md)."""
+    residuals; 0 is MagCache's plain reuse (see docs/quality.md).
+
+    `speedup=X` chooses the settings from the profile's curves instead (no extra run): predicted transformer
+    passes at most 1/X of the full run at `steps` steps (default: the profile's calibration steps), the lowest
+    predicted error among them; the settings given explicitly are held. The choice is `.speedup_choice`."""
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
-    settings = settings_from(profile, threshold, max_skip_steps, retention_ratio, forecast)
-    return MagCache(pipe, profile, settings, branch_policy, force).apply()
+    choice = None
+    if speedup is not None:
+        from magcache_cli.profile.speedup import choose
+
+        fixed = {"threshold": threshold, "max_skip_steps": max_skip_steps, "retention_ratio": retention_ratio}
+        choice = choose(profile, steps or profile.calibration.steps, speedup, branch_policy, forecast, fixed)
+        settings = choice.settings
+    else:
+        settings = settings_from(profile, threshold, max_skip_steps, retention_ratio, forecast)
+    cache = MagCache(pipe, profile, settings, branch_policy, force)
+    cache.speedup_choice = choice
+    return cache.apply()
 
 
 def remove(pipe) -> None:

@@ -99,6 +99,7 @@ class Interval:
 
 THRESHOLD_RANGE = Interval(0)
 RETENTION_RANGE = Interval(0, 1, high_open=True)
+SPEEDUP_RANGE = Interval(1)  # --speedup X: at most 1/X of the full run's passes
 FORECAST_RANGE = Interval(0, 1)  # A of the residual forecast (core/forecast.py); 0 is MagCache's plain reuse
 
 # The skip settings a new profile's `defaults` get unless calibrate is told otherwise; declared here only.

@@ -7,4 +7,4 @@ export HF_HUB_OFFLINE=1
 mkdir -p out
 .venv/bin/magcache calibrate --out out/demo.yaml --force
 .venv/bin/magcache run --profile out/demo.yaml -p "a handwritten digit seven" -s 0 --output out/seven.png --compare \
-    --forecast 0.5 "$@"
+    --speedup 2 "$@"

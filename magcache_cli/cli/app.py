@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - older typer
     import click
 
 # option -> the value it means when given bare (followed by another option, or last on the line)
-BARE_VALUES = {"--compile": "auto"}
+BARE_VALUES = {"--compile": "auto", "--beat-fewer-steps": "0.5", "--tune": "beat"}
 _state = {"debug": False}
 
 

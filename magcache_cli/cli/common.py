@@ -7,6 +7,7 @@ from __future__ import annotations
 import typer
 
 from magcache_cli.errors import DistributedError, UsageError
+from magcache_cli.types import BranchPolicy
 
 
 def skip_settings(prof, threshold, max_skip_steps, retention_ratio, forecast=None):
@@ -16,6 +17,19 @@ def skip_settings(prof, threshold, max_skip_steps, retention_ratio, forecast=Non
         return settings_from(prof, threshold, max_skip_steps, retention_ratio, forecast)
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+def speedup_choice(prof, steps: int, speedup: float, threshold=None, max_skip_steps=None, retention_ratio=None,
+                   forecast=None, policy: BranchPolicy = BranchPolicy.JOINT):
+    """`--speedup X`: the settings chosen from the profile's curves (`profile.speedup.choose`), the knobs given
+    explicitly held; printed as one line."""
+    from magcache_cli.cli import render
+    from magcache_cli.profile.speedup import choose
+
+    fixed = {"threshold": threshold, "max_skip_steps": max_skip_steps, "retention_ratio": retention_ratio}
+    choice = choose(prof, steps, speedup, check_policy(policy), forecast, fixed)
+    render.render_speedup(choice, steps)
+    return choice
 
 
 def check_policy(branch_policy: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,7 +12,7 @@ from magcache_cli.cli import job as setup
 from magcache_cli.cli import options as o
 from magcache_cli.cli import preflight
 from magcache_cli.cli import render as console
-from magcache_cli.cli.common import skip_settings
+from magcache_cli.cli.common import skip_settings, speedup_choice
 from magcache_cli.cli.errors import add_note
 from magcache_cli.cli.inputs import profile_file
 from magcache_cli.errors import MagCacheError, UsageError
@@ -27,10 +27,14 @@ Compare = Annotated[bool, typer.Option("--compare", help="Also run uncached and 
 OtherTransformer = Annotated[bool, typer.Option("--force", help="Use the profile even if it was calibrated on another transformer.", rich_help_panel=o.SKIP)]
 
 
+CalSpeedup = Annotated[Optional[float], typer.Option("--speedup", help="Write defaults for this speedup: the settings chosen from the new curves as `run --speedup X` would (the defaults given with --threshold etc. are held).", rich_help_panel=o.SKIP), preflight.finite(1.0, example=2)]
+CalTune = Annotated[Optional[str], typer.Option("--tune", metavar="[TARGET]", help="Then tune on the calibration's own prompts × seeds, its outputs as the uncached reference (no second reference pass), and write the tuned defaults. TARGET: beat[=DB] (default: beat fewer steps by 0.5 dB), psnr=DB, ssim=V, lpips=V or speedup=X.", rich_help_panel=o.SKIP)]
+
+
 @o.command
 def calibrate(*, load: o.Load, out: ProfileOut = Path("profile.yaml"), force: o.Force = False, prompts: o.Prompts,
-              call: o.Call, inputs: o.Inputs, defaults: o.NewDefaults, keep_partial: KeepPartial = False,
-              json_: o.Json = False) -> None:
+              call: o.Call, inputs: o.Inputs, defaults: o.NewDefaults, speedup: CalSpeedup = None,
+              tune: CalTune = None, keep_partial: KeepPartial = False, json_: o.Json = False) -> None:
     """Measure a model's per-branch magnitude-ratio curves and write a profile.
 
     Runs full inference (nothing skipped, outputs unchanged) on every prompt × seed and records, per guidance branch and step, the ratio of the block stack's residual norms.
@@ -39,29 +43,34 @@ def calibrate(*, load: o.Load, out: ProfileOut = Path("profile.yaml"), force: o.
 
         magcache calibrate --model black-forest-labs/FLUX.1-dev --steps 28 \\
             -p "a cat playing chess" -s 0 -s 1 --out flux.yaml
+        magcache calibrate --out demo.yaml --tune
+        magcache calibrate --out demo.yaml --speedup 2
     """
+    from magcache_cli.cli.calibrated import after_calibration, tune_goal
     from magcache_cli.runner.calibrate import calibrate as run_calibration
     from magcache_cli.runner.loading import device_name
 
     console.set_json(json_)
     asked = setup.read(load, prompts, call, inputs)
+    goal = None if tune is None else tune_goal(tune)
     out = preflight.output_file(out, "--out", default_name="profile.yaml", overwrite=force)
     settled = setup.settle(asked)
     preflight.storable(settled.calibration(), defaults.given())
-    job = setup.load(settled)
+    job = setup.load(settled, one_process="--tune" if tune is not None else None)
     with job.progress("Calibrating") as bar, _saving_partial(out, job.ranks):
         result = run_calibration(
             job.pipe, job.prompts, job.seeds, job.kwargs, model_id=job.model, revision=job.revision,
             dtype=str(job.dtype).removeprefix("torch."), device=device_name(job.device), defaults=defaults.given(),
             keep_partial=keep_partial, inputs=job.files.provenance, components=job.files.components,
-            on_step=job.on_step(bar), exchange=job.ranks,
+            on_step=job.on_step(bar), exchange=job.ranks, keep_outputs=goal is not None,
             on_run=lambda i, p, s: bar.describe(f"Calibrating {i + 1}/{job.runs} (seed {s})"))
+    extra = after_calibration(job, result, speedup, goal, defaults.given(), out) if speedup or goal else {}
     path = _save_profile(out, result.profile) if job.ranks.info.is_main else out
     job.ranks.finish()  # every rank ends with rank 0's write; only rank 0 prints
     if job.ranks.info.is_main:
         console.render_calibration(result, str(path))
         if json_:
-            console.emit_json(_calibration_json(result, path))
+            console.emit_json({**_calibration_json(result, path), **extra})
 
 
 def _save_profile(out: Path, profile) -> Path:
@@ -124,12 +133,18 @@ def run(*, profile: ProfileRef, prompts: o.Prompts, output: Output = Path("out/m
     prof = load_profile(profile)
     settings = skip_settings(prof, skip.threshold, skip.max_skip_steps, skip.retention_ratio,
                              skip.forecast)  # bad values fail before loading
-    job = setup.load(setup.settle(asked, prof=prof, profile_path=profile_file(profile)),
-                     one_process="--compare" if compare else None)
+    settled = setup.settle(asked, prof=prof, profile_path=profile_file(profile))
+    choice = None
+    if skip.speedup is not None:
+        choice = speedup_choice(prof, settled.call.steps or prof.calibration.steps, skip.speedup, skip.threshold,
+                                skip.max_skip_steps, skip.retention_ratio, skip.forecast, skip.branch_policy)
+        settings = choice.settings
+    extra = {} if choice is None else {"speedup": choice.to_json()}  # --json: the choice, only when asked
+    job = setup.load(settled, one_process="--compare" if compare else None)
     if compare:
         from magcache_cli.cli.quality import run_compare
 
-        return run_compare(job, prof, settings, skip.branch_policy, output, json_, force, repeats)
+        return run_compare(job, prof, settings, skip.branch_policy, output, json_, force, repeats, extra)
     result, paths, saved = _generate(job, prof, settings, skip.branch_policy, output, no_cache, force)
     if not job.ranks.info.is_main:
         return
@@ -140,7 +155,7 @@ def run(*, profile: ProfileRef, prompts: o.Prompts, output: Output = Path("out/m
     result.notes[:0] = job.files.notes  # shown before the run
     console.render_run(result, paths, no_cache)
     if json_:
-        console.emit_json({**result.to_json(), "no_cache": no_cache, "outputs": paths})
+        console.emit_json({**result.to_json(), "no_cache": no_cache, "outputs": paths, **extra})
     saved.raise_if_recovered()
 
 

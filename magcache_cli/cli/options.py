@@ -25,7 +25,7 @@ from magcache_cli.types import BranchPolicy as _Policy
 from magcache_cli.types import CompileMode as _CompileMode
 from magcache_cli.types import Device as _Device
 from magcache_cli.types import Dtype as _Dtype
-from magcache_cli.types import RETENTION_RANGE, SKIP_DEFAULTS, THRESHOLD_RANGE
+from magcache_cli.types import RETENTION_RANGE, SKIP_DEFAULTS, SPEEDUP_RANGE, THRESHOLD_RANGE
 from magcache_cli.types import Offload as _Offload
 
 
@@ -74,6 +74,7 @@ NewThreshold = Annotated[Optional[float], typer.Option("--threshold", help=f"The
 NewMaxSkipSteps = Annotated[Optional[int], typer.Option("--max-skip-steps", help=f"The profile's default max consecutive skipped steps (K). Default: {SKIP_DEFAULTS['max_skip_steps']}.", rich_help_panel=SKIP), MAX_SKIP_STEPS]
 NewRetentionRatio = Annotated[Optional[float], typer.Option("--retention-ratio", help=f"The profile's default fraction of first steps never skipped. Default: {SKIP_DEFAULTS['retention_ratio']:g}.", rich_help_panel=SKIP), RETENTION_RATIO]
 Forecast = Annotated[Optional[float], typer.Option(help="A in [0, 1]: a skipped step replays r_c + A·(t−c)/(c−p)·(r_c−r_p) from the branch's last two computed residuals instead of reusing r_c (0 = reuse). Default: the profile's (0 if unset).", rich_help_panel=SKIP), UNIT]
+Speedup = Annotated[Optional[float], typer.Option("--speedup", help="Ask for a speed: skip settings chosen from the profile's curves (no extra run) so that the predicted transformer passes are at most 1/X of the full run, the most accurate predicted among those (docs/quality.md). --threshold / --max-skip-steps / --retention-ratio / --forecast given too are held. E.g. --speedup 2.", rich_help_panel=SKIP), finite(SPEEDUP_RANGE, example=2)]
 
 Repeats = Annotated[int, typer.Option("--repeats", help="Wall time: interleaved timed repeats of uncached, cached and fewer steps (after a warm-up); medians are reported.", rich_help_panel=SKIP), at_least(1, 3)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; everything else goes to stderr.")]
@@ -193,6 +194,7 @@ class Skip:
     retention_ratio: RetentionRatio = None
     forecast: Forecast = None
     branch_policy: BranchPolicy = _Policy.JOINT
+    speedup: Speedup = None
 
 
 @dataclass

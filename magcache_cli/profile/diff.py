@@ -9,6 +9,7 @@ from magcache_cli.core.charts import timeline
 from magcache_cli.core.rule import SkipSettings, resample
 from magcache_cli.profile.plan import predict
 from magcache_cli.profile.schema import Profile, profile_to_dict
+from magcache_cli.types import BranchPolicy
 
 
 # lists of entries compared entry by entry, field by field (`model.adapters[0].scale`)
@@ -48,7 +49,7 @@ def _schedule(p: Profile, steps: int, settings: SkipSettings, policy: str) -> di
                 "skipped": [i for i, x in enumerate(f) if not x]} for label, f in pred.flags.items()}}
 
 
-def diff_profiles(a: Profile, b: Profile, policy: str = "joint") -> dict[str, Any]:
+def diff_profiles(a: Profile, b: Profile, policy: BranchPolicy = BranchPolicy.JOINT) -> dict[str, Any]:
     """What differs between two profiles, as plain data (`--json` prints it as is).
 
     - `metadata`: every field outside `branches` that differs (dotted paths), with both values;

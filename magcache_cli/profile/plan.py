@@ -79,7 +79,7 @@ class Prediction:
         return self.total / self.passes if self.passes else float("inf")
 
 
-def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy: str = "joint") -> Prediction:
+def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy: BranchPolicy = BranchPolicy.JOINT) -> Prediction:
     """What a run would skip, without a model: per-branch flags, passes (per run) and the passes speedup.
 
     The schedule is the one the run hooks follow (`RunPlan.schedule`): batched guidance is always joint,

@@ -203,8 +203,11 @@ class Defaults:
         "doc": "A of the residual forecast a skipped step replays, `r_c + A·(t−c)/(c−p)·(r_c−r_p)` from the "
                "branch's last two computed residuals (docs/quality.md). Omitted: `0`, MagCache's plain reuse; "
                "left out of the file when 0, so profiles from before it keep their text."})
-    tuned: dict[str, Any] | None = _f("map?", "Free-form evidence written by a tuning command (grid, metrics, "
-                                      "chosen point).")
+    tuned: dict[str, Any] | None = _f("map?", "Evidence written by `tune` / `calibrate --tune`: the target, the "
+                                      "measured quality, passes, the fewer-steps baseline, prompts, seeds and, from "
+                                      "the search, `chosen_on` and `held_out` (the runs that chose the setting and "
+                                      "those that confirmed it, each with its fewer-steps baseline) and "
+                                      "`pipeline_runs`. Free-form otherwise.")
 
 
 @dataclass(kw_only=True)

@@ -30,6 +30,7 @@ from magcache_cli.quality.metrics import Quality, lpips_scorer, measure
 from magcache_cli.quality.timing import DEFAULT_REPEATS, Timings, interleaved
 from magcache_cli.runner.outputs import as_array
 from magcache_cli.runner.run import RunResult, run
+from magcache_cli.types import BranchPolicy
 
 OnRun = Callable[[str], None] | None
 
@@ -117,7 +118,7 @@ def measure_run(ref: Reference, result: RunResult, wall: float, steps: int | Non
 
 
 def cached(pipe, profile: Profile, ref: Reference, prompts, seeds, call_kwargs, settings: ratios.SkipSettings,
-           policy: str = "joint", on_run: OnRun = None, force: bool = False) -> tuple[Measured, RunResult]:
+           policy: BranchPolicy = BranchPolicy.JOINT, on_run: OnRun = None, force: bool = False) -> tuple[Measured, RunResult]:
     """The cached pipeline with `settings`; `force` uses a profile measured on another transformer."""
     res, wall = _run(pipe, prompts, seeds, call_kwargs, "cached", on_run, profile=profile, settings=settings,
                      policy=policy, force=force)
@@ -208,7 +209,7 @@ class Comparison:
 
 
 def compare(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any],
-            settings: ratios.SkipSettings, policy: str = "joint", on_run: OnRun = None,
+            settings: ratios.SkipSettings, policy: BranchPolicy = BranchPolicy.JOINT, on_run: OnRun = None,
             force: bool = False, repeats: int = DEFAULT_REPEATS) -> Comparison:
     """Uncached, cached and fewer-steps runs on the same prompts and seeds, measured against the uncached.
 

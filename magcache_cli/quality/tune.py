@@ -29,7 +29,9 @@ from magcache_cli.quality.compare import (
     wall_suspect,
 )
 from magcache_cli.quality.metrics import Quality, lpips_scorer, measure
+from magcache_cli.quality.search import forecast_applies
 from magcache_cli.quality.timing import DEFAULT_REPEATS, Timings
+from magcache_cli.types import BranchPolicy
 from magcache_cli.version import __version__
 
 DEFAULT_THRESHOLDS = (0.02, 0.04, 0.06, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48)
@@ -73,19 +75,8 @@ def _schedule_key(prediction: dict[str, Any]) -> tuple:
     return tuple((label, tuple(f)) for label, f in sorted(prediction.flags.items()))
 
 
-def forecast_applies(flags: dict[str, list[bool]]) -> bool:
-    """Whether some branch skips a step after two computed ones: only then can the forecast change an output."""
-    for f in flags.values():
-        done = 0
-        for computed in f:
-            done += computed
-            if not computed and done >= 2:
-                return True
-    return False
-
-
 def sweep(pipe, profile: Profile, ref: Reference, prompts, seeds, call_kwargs, settings_list: Sequence[ratios.SkipSettings],
-          policy: str = "joint", on_run: OnRun = None, metric: str = "psnr",
+          policy: BranchPolicy = BranchPolicy.JOINT, on_run: OnRun = None, metric: str = "psnr",
           exchange: Exchange | None = None) -> list[Point]:
     """Measure every setting, running each distinct (skip schedule, forecast) once; marks the Pareto front
     (passes vs metric). Schedules are predicted once per (E, K, R); a forecast that cannot apply to a schedule
@@ -205,7 +196,7 @@ class TuneResult:
         if self.chosen is None:
             return None
         steps = min(self.reference.steps, equal_pass_steps(self.chosen.measured.passes, self.reference.per_step))
-        return steps, self.baselines[steps]
+        return steps, self.baselines.get(steps)  # None: not measured (a search whose --budget ran out)
 
     def evidence(self) -> dict[str, Any]:
         """The `defaults.tuned` block written into the profile."""
@@ -222,8 +213,9 @@ class TuneResult:
             **({"wall_times_suspect": True} if self.wall_note else {}),
             **({"wall_repeats": self.timings.repeats} if self.timings else {}),
             "passes": {"cached": c.measured.passes, "uncached": ref.passes},
-            "fewer_steps_baseline": {"steps": steps, "psnr": round(base.quality.psnr, 4),
-                                     "ssim": round(base.quality.ssim, 4), "closer": closer(q, base.quality)},
+            "fewer_steps_baseline": None if base is None else {
+                "steps": steps, "psnr": round(base.quality.psnr, 4), "ssim": round(base.quality.ssim, 4),
+                "closer": closer(q, base.quality)},
             "branch_policy": self.policy,
             "steps": ref.steps,
             "call": cal,
@@ -235,7 +227,7 @@ class TuneResult:
 
 
 def tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], call_kwargs: dict[str, Any], target: Target,
-         grid: Grid = Grid(), policy: str = "joint", on_run: OnRun = None,
+         grid: Grid = Grid(), policy: BranchPolicy = BranchPolicy.JOINT, on_run: OnRun = None,
          exchange: Exchange | None = None, repeats: int = DEFAULT_REPEATS) -> TuneResult:
     """Sweep the grid, pick the fewest-passes setting meeting `target` (None if none does), and measure
     the fewer-steps baseline at every Pareto point's pass count. In one process, the chosen setting's

@@ -16,6 +16,7 @@ from magcache_cli.profile.schema import Profile
 from magcache_cli.runner.cache import MagCache, call_warnings
 from magcache_cli.runner.calibrate import each_call
 from magcache_cli.runner.inputs import prompt_seed_pairs
+from magcache_cli.types import BranchPolicy
 
 
 @dataclass
@@ -123,7 +124,7 @@ def run(
     *,
     profile: Profile | None,
     settings: ratios.SkipSettings | None = None,
-    policy: str = "joint",
+    policy: BranchPolicy = BranchPolicy.JOINT,
     no_cache: bool = False,
     force: bool = False,
     on_step: Callable[[int], None] | None = None,

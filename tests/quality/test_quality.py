@@ -204,9 +204,11 @@ def test_tune_refuses_an_impossible_target_and_leaves_the_file_alone(tiny_profil
     assert tiny_profile.read_bytes() == before
 
 
-def test_tune_needs_a_target(tiny_profile):
-    r = runner.invoke(app, ["tune", "--profile", str(tiny_profile)])
-    assert r.exit_code == 1 and "no quality target" in r.output
+def test_the_exhaustive_grid_needs_an_absolute_target(tiny_profile):
+    # issue 18: `tune` without a target searches with --beat-fewer-steps (tests/quality/test_tune_search_cli.py);
+    # only the exhaustive sweep still needs an absolute target
+    r = runner.invoke(app, ["tune", "--profile", str(tiny_profile), "--grid"])
+    assert r.exit_code == 1 and "needs an absolute target" in r.output
 
 
 def test_tune_max_lpips_without_weights_is_a_clear_error(tiny_profile, monkeypatch, tmp_path):

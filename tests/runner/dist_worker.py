@@ -30,7 +30,7 @@ FLUX_CALL = ["--height", "32", "--width", "32", "--negative-prompt", "bad", "--s
              "--set", "true_cfg_scale=4"]
 RUN_ARGS = ["-p", "a", "-p", "b", "-p", "c", "-p", "d", "-s", "0", "--json"]
 TUNE_ARGS = ["--min-psnr", "20", "-p", "a", "-p", "b", "-p", "c", "-s", "0", "--steps", "8", "--thresholds",
-             "0.05,0.1,0.2,0.4", "--max-skips", "2,3", "--retentions", "0.2", "--dry-run", "--json"]
+             "0.05,0.1,0.2,0.4", "--max-skips", "2,3", "--retentions", "0.2", "--grid", "--dry-run", "--json"]
 CALIBRATE_ARGS = ["-p", "a", "-p", "b", "-p", "c", "-s", "0", "-s", "1", "-s", "2", "--steps", "4", *FLUX_CALL]  # 9 runs: 5 + 4
 
 

@@ -95,25 +95,31 @@ def render_compare(cmp, paths: list[str], sheets: list[str]) -> None:
 def tune_table(result, rows) -> Table:
     ref = result.reference
     lp = ref.lpips is not None
-    console().print(f"[bold]Sweep[/], {ref.steps} steps, {len(result.prompts) * len(result.seeds)} run(s) per point; "
-                    f"quality is the mean vs uncached; ★ chosen, ✓ meets {result.target.describe()}; the last two "
+    search = getattr(result, "goal", None) is not None
+    head = ("[bold]Search[/], {} steps, up to {} run(s) per point (a point is dropped at its first miss); "
+            if search else "[bold]Sweep[/], {} steps, {} run(s) per point; ")
+    console().print(head.format(ref.steps, len(result.prompts) * len(result.seeds)) +
+                    f"quality is the mean vs uncached; ★ chosen, ✓ meets "
+                    f"{result.goal.describe() if search else result.target.describe()}; the last two "
                     f"columns: uncached at the steps that cost the same passes")
     t = Table()
     cols = ["", "E", "K", "R", "A", "passes", "×pass", "×wall", "PSNR", "SSIM"] + (["LPIPS"] if lp else [])
-    cols += ["steps", "PSNR "]
+    cols += ["steps", "PSNR "] + (["runs"] if search else [])
     for col in cols:
         t.add_column(col, justify="right")
     from magcache_cli.profile.plan import equal_pass_steps
 
     for p in rows:
         q, s = p.measured.quality, p.settings
-        mark = "★" if p is result.chosen else "✓" if q.meets(**result.target.given()) else ""
+        ok = result.meets(p) if search else q.meets(**result.target.given())
+        mark = "★" if p is result.chosen else "✓" if ok else ""
         k = min(ref.steps, equal_pass_steps(p.measured.passes, ref.per_step))
         base = result.baselines.get(k)
         cells = [mark, f"{s.threshold:g}", str(s.max_skip_steps), f"{s.retention_ratio:g}", f"{s.forecast:g}",
                  _passes(p.measured.passes), f"{p.speedup_passes:.2f}", f"{p.speedup_wall:.2f}", _db(q.psnr), _num(q.ssim)]
         cells += [_num(q.lpips)] if lp else []
         cells += [str(k), _db(base.quality.psnr)] if base else ["", ""]
+        cells += [str(len(q.per_output))] if search else []
         t.add_row(*cells)
     return t
 
@@ -125,8 +131,12 @@ def render_tune(result, show_all: bool, written: str | None) -> None:
     rows = [p for p in distinct(result.points) if show_all or p.pareto or p is result.chosen]
     n_distinct = len(distinct(result.points))
     c.print(tune_table(result, rows))
-    c.print(f"[dim]{len(result.points)} settings, {n_distinct} distinct (schedule, forecast) pairs, {result.runs} pipeline runs"
-            + ("" if show_all else "; Pareto front shown (--all for every schedule)") + "[/]")
+    if getattr(result, "goal", None) is not None:
+        c.print(_search_line(result) + ("" if show_all else "; Pareto front shown (--all for every measured point)")
+                + "[/]", soft_wrap=True)
+    else:
+        c.print(f"[dim]{len(result.points)} settings, {n_distinct} distinct (schedule, forecast) pairs, {result.runs} pipeline runs"
+                + ("" if show_all else "; Pareto front shown (--all for every schedule)") + "[/]")
     if result.reference.lpips_note:
         c.print(f"[dim]{result.reference.lpips_note}[/]")
     if result.wall_note and result.timings is None:
@@ -149,11 +159,35 @@ def render_tune(result, show_all: bool, written: str | None) -> None:
     steps, base = result.chosen_baseline
     from magcache_cli.quality.compare import closer
 
-    c.print(verdict(closer(q, base.quality), ch.measured.passes, steps, q.psnr, base.quality.psnr))
+    if base is not None:
+        c.print(verdict(closer(q, base.quality), ch.measured.passes, steps, q.psnr, base.quality.psnr))
+    if getattr(result, "held", None):
+        h = result.split(result.held)
+        fs = h["fewer_steps"]
+        c.print(f"Held-out runs ({h['runs']}, not used to steer the search): PSNR {_dbu(h['psnr'])} (worst "
+                f"{_dbu(h['psnr_min'])})" + ("" if fs is None else f"; {fs['steps']} steps: {_dbu(fs['psnr'])}"),
+                soft_wrap=True)
     if written:
         c.print(f"Wrote defaults to [bold]{written}[/] (evidence in defaults.tuned)")
     else:
         c.print("[dim]--dry-run: profile not written[/]")
+
+
+def _search_line(result) -> str:
+    b = "" if result.budget is None else f" of a budget of {result.budget}" + (" (spent)" if result.budget_spent else "")
+    return (f"[dim]Search for {result.goal.describe()}: {len(result.points)} (schedule, forecast) candidates measured, "
+            f"{result.dropped} dropped at their first miss; {result.runs} pipeline runs{b} "
+            f"({result.reference_runs} for the uncached reference)")
+
+
+def render_speedup(choice, steps: int) -> None:
+    """The settings `--speedup` chose and what they are predicted to do (stderr under --json, like all notes)."""
+    s, p = choice.settings, choice.prediction
+    a = {"option": "", "profile": " (the profile's)", "default": " (default)"}[choice.forecast_from]
+    console().print(f"[bold]Speedup {choice.asked:g}×[/]: threshold {s.threshold:g}, max skips {s.max_skip_steps}, "
+                    f"retention {s.retention_ratio:g}, forecast {s.forecast:g}{a} — predicted {p.passes} of {p.total} "
+                    f"passes at {steps} steps ({p.speedup:.2f}× fewer); of the {choice.reaching} settings that reach it, "
+                    "the skips spread most evenly", soft_wrap=True)
 
 
 def render_schedule(profile, steps: int, settings, pred: dict) -> None:
