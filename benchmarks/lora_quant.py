@@ -89,7 +89,7 @@ def study(name: str, dtype: str, loras: list[str], quant: list[str], base_profil
     own = api.calibrate(pipe, CAL_PROMPTS, CAL_SEEDS, model_id="builtin:demo", **kwargs)
     base_profile = base_profile or own
     one = api.calibrate(pipe, CAL_PROMPTS[:1], CAL_SEEDS[:1], model_id="builtin:demo", **kwargs)
-    ref = quality.reference(pipe, base_profile, EVAL_PROMPTS, EVAL_SEEDS, kwargs, lpips=(None, "off"))
+    ref = quality.reference(pipe, EVAL_PROMPTS, EVAL_SEEDS, kwargs, lpips=(None, "off"))
     budgets = []
     for b in BUDGETS:
         row = {"budget": b}

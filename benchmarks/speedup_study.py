@@ -82,7 +82,7 @@ class Held:
 
     def __init__(self, pipe, prof, prompts, seeds, call):
         self.pipe, self.prof, self.prompts, self.seeds, self.call = pipe, prof, prompts, seeds, call
-        self.ref = quality.reference(pipe, prof, prompts, seeds, call)
+        self.ref = quality.reference(pipe, prompts, seeds, call)
         self.runs = len(prompts) * len(seeds)
 
     def cached(self, s: SkipSettings):

@@ -137,7 +137,7 @@ def search_tune(pipe, profile: Profile, prompts: list[str], seeds: list[int], ca
                             "candidate at least one more", hint=f"give at least {2 * len(pairs)}")
     spent = 0
     if ref is None:
-        ref = reference(pipe, profile, prompts, seeds, call_kwargs, on_run)
+        ref = reference(pipe, prompts, seeds, call_kwargs, on_run=on_run)
         spent = len(pairs)
     record: dict = {}
     ledger = Ledger(*_runner(pipe, profile, ref, pairs, call_kwargs, policy, on_run, record), spent, budget)
