@@ -82,24 +82,26 @@ class PadMode(Choice):
 
 
 class Interval:
-    """A range of numbers, `[low, high]` or `[low, high)` (`high` None: no upper bound). Every layer that takes
-    such a value (the skip rule, the forecast, the profile schema, the CLI's preflight) asks the same one."""
+    """A range of numbers, `[low, high]`, `[low, high)` or `(low, ...` (`high` None: no upper bound). Every layer
+    that takes such a value (the skip rule, the forecast, the speedup, the profile schema, the CLI's preflight)
+    asks the same one."""
 
-    def __init__(self, low: float, high: float | None = None, *, high_open: bool = False):
-        self.low, self.high, self.high_open = low, high, high_open
+    def __init__(self, low: float, high: float | None = None, *, high_open: bool = False, low_open: bool = False):
+        self.low, self.high, self.high_open, self.low_open = low, high, high_open, low_open
 
     def __contains__(self, v: float) -> bool:  # False for nan
-        return self.low <= v and (self.high is None or (v < self.high if self.high_open else v <= self.high))
+        above = self.low < v if self.low_open else self.low <= v
+        return above and (self.high is None or (v < self.high if self.high_open else v <= self.high))
 
     def __str__(self) -> str:
         if self.high is None:
-            return f">= {self.low:g}"
-        return f"[{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
 
 THRESHOLD_RANGE = Interval(0)
 RETENTION_RANGE = Interval(0, 1, high_open=True)
-SPEEDUP_RANGE = Interval(1)  # --speedup X: at most 1/X of the full run's passes
+SPEEDUP_RANGE = Interval(1, low_open=True)  # --speedup X: at most 1/X of the full run's passes
 FORECAST_RANGE = Interval(0, 1)  # A of the residual forecast (core/forecast.py); 0 is MagCache's plain reuse
 
 # The skip settings a new profile's `defaults` get unless calibrate is told otherwise; declared here only.

@@ -8,7 +8,7 @@ from magcache_cli.cli import render as console
 from magcache_cli.cli.common import speedup_choice
 from magcache_cli.cli.quality import _measure, _tune_json
 from magcache_cli.errors import UsageError
-from magcache_cli.types import BranchPolicy
+from magcache_cli.types import SPEEDUP_RANGE, BranchPolicy
 
 
 def tune_goal(spec: str):
@@ -25,8 +25,8 @@ def tune_goal(spec: str):
         number = float(value) if value else DEFAULT_MARGIN_DB
     except ValueError:
         raise UsageError(f"--tune {spec!r}: {value!r} is not a number", hint=hint) from None
-    if key == "speedup" and not number > 1:
-        raise UsageError(f"--tune speedup must be > 1, got {number:g}", hint=hint)
+    if key == "speedup" and number not in SPEEDUP_RANGE:
+        raise UsageError(f"--tune speedup must be {SPEEDUP_RANGE}, got {number:g}", hint=hint)
     return SearchGoal(**{names[key]: number})
 
 

@@ -16,6 +16,7 @@ from magcache_cli.cli.common import skip_settings, speedup_choice
 from magcache_cli.cli.errors import add_note
 from magcache_cli.cli.inputs import profile_file
 from magcache_cli.errors import MagCacheError, UsageError
+from magcache_cli.types import SPEEDUP_RANGE
 from magcache_cli.runner.recovery import RecoveredError, write_or_recover
 
 ProfileOut = Annotated[Path, typer.Option("--out", "-o", help="Profile to write (YAML).")]
@@ -27,7 +28,7 @@ Compare = Annotated[bool, typer.Option("--compare", help="Also run uncached and 
 OtherTransformer = Annotated[bool, typer.Option("--force", help="Use the profile even if it was calibrated on another transformer.", rich_help_panel=o.SKIP)]
 
 
-CalSpeedup = Annotated[Optional[float], typer.Option("--speedup", help="Write defaults for this speedup: the settings chosen from the new curves as `run --speedup X` would (the defaults given with --threshold etc. are held).", rich_help_panel=o.SKIP), preflight.finite(1.0, example=2)]
+CalSpeedup = Annotated[Optional[float], typer.Option("--speedup", help="Write defaults for this speedup: the settings chosen from the new curves as `run --speedup X` would (the defaults given with --threshold etc. are held).", rich_help_panel=o.SKIP), preflight.finite(SPEEDUP_RANGE, example=2)]
 CalTune = Annotated[Optional[str], typer.Option("--tune", metavar="[TARGET]", help="Then tune on the calibration's own prompts × seeds, its outputs as the uncached reference (no second reference pass), and write the tuned defaults. TARGET: beat[=DB] (default: beat fewer steps by 0.5 dB), psnr=DB, ssim=V, lpips=V or speedup=X.", rich_help_panel=o.SKIP)]
 
 
