@@ -9,6 +9,7 @@ event stream before a single object is built, so an alias bomb or a 60 MB file c
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,12 @@ class _StrictLoader(_Base):
                     raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) reads a number with an exponent but no dot, as people write them (`threshold: 6e-05`,
+# `1e3`), as a string; YAML 1.2 and every other tool read a float. Profiles are read the 1.2 way.
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                    list("-+0123456789"))
 
 
 class _Refused(Exception):

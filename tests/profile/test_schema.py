@@ -265,6 +265,17 @@ def write(tmp_path, text: str, name: str = "p.yaml"):
     return path
 
 
+def test_numbers_written_with_an_exponent_and_no_dot_are_numbers(tmp_path):
+    # PyYAML (YAML 1.1) reads `6e-05` as the string "6e-05"; a hand edit must mean the number, as in YAML 1.2
+    text = dump_profile(profile_from_dict(valid()))
+    edited = text.replace("threshold: 0.06", "threshold: 6e-05").replace("ratios: [1.0, 1.2, 1.1]", "ratios: [1e0, 12E-1, 1.1]")
+    assert "6e-05" in edited and "1e0" in edited
+    p, plain = load_profile(write(tmp_path, edited)), load_profile(write(tmp_path, text, "plain.yaml"))
+    assert p.defaults.threshold == 6e-05 and isinstance(p.defaults.threshold, float)
+    assert p.branches == plain.branches  # 1e0 and 12E-1 read as 1.0 and 1.2
+    assert yaml.safe_load("a: 6e-05") == {"a": "6e-05"}  # the change is the profile reader's, not PyYAML's
+
+
 def test_yaml_special_floats_are_rejected(tmp_path):
     text = dump_profile(profile_from_dict(valid())).replace("ratios: [1.0, 1.2, 1.1]", "ratios: [1.0, .nan, 1.1]")
     path = write(tmp_path, text)
