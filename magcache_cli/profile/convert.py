@@ -97,7 +97,7 @@ def split_ratios(
                          hint="check the list is complete: [c0, u0, c1, u1, ...]")
     pads = "the 1.0 pad" if k == 1 else "the two 1.0 pads"
     has_pad = all(v == 1.0 for v in values[:k])
-    if pad == "auto":
+    if pad == PadMode.AUTO:
         if steps is None:
             pad = "present" if has_pad else "add"
         elif n // k in (steps, steps - 1):

@@ -10,7 +10,7 @@ from magcache_cli.core.branches import split_label
 from magcache_cli.core.rule import RunPlan, effective_policy
 from magcache_cli.errors import BranchError
 from magcache_cli.profile.schema import Profile
-from magcache_cli.types import BranchPolicy
+from magcache_cli.types import BranchPolicy, GuidanceMode
 
 
 def profile_denoisers(profile: Profile) -> list[str]:
@@ -94,7 +94,7 @@ def predict(profile: Profile, steps: int, settings: ratios.SkipSettings, policy:
         sim, (start, stop) = plan.schedule(steps)
         flags.update({label_of[name, label]: f for label, f in sim.items()})
         inside = [f[start:stop] for f in sim.values()]
-        if cal.guidance_mode == "sequential":  # a branch on fewer steps (a guider's extra pass) counts there only
+        if cal.guidance_mode == GuidanceMode.SEQUENTIAL:  # a branch on fewer steps (a guider's extra pass) counts there only
             spans = plan.present(steps)
             for label, f in sim.items():
                 lo, hi = spans.get(label, (start, stop))

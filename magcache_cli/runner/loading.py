@@ -13,7 +13,7 @@ import torch
 
 from magcache_cli.errors import LoadError, UsageError
 from magcache_cli.runner.setups import ModelSetup, check_setup, finish, from_pretrained_kwargs
-from magcache_cli.types import Offload
+from magcache_cli.types import Device, Dtype, Offload
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 OFFLOAD_MODES = Offload.values()
@@ -41,31 +41,31 @@ class LoadOptions:
 
 
 def resolve_device(device: str) -> str:
-    if device == "auto":
+    if device == Device.AUTO:
         if torch.cuda.is_available():
-            return "cuda"
+            return Device.CUDA.value
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device not in ("cuda", "mps", "cpu"):
+            return Device.MPS.value
+        return Device.CPU.value
+    if device not in Device.values() or device == Device.AUTO:
         raise UsageError(f"unknown device {device!r}", hint="use auto, cuda, mps or cpu")
-    if device == "cuda" and not torch.cuda.is_available():
+    if device == Device.CUDA and not torch.cuda.is_available():
         raise UsageError("`device=cuda` was asked for, but torch sees no CUDA GPU", hint="use `device=auto` or `device=cpu`")
     return device
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    if dtype == "auto":
-        if device == "cuda":
+    if dtype == Dtype.AUTO:
+        if device == Device.CUDA:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float16 if device == "mps" else torch.float32
+        return torch.float16 if device == Device.MPS else torch.float32
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}", hint="use auto, bfloat16, float16 or float32")
     return DTYPES[dtype]
 
 
 def device_name(device: str) -> str:
-    if device == "cuda":
+    if device == Device.CUDA:
         return torch.cuda.get_device_name()
     return device
 
@@ -126,10 +126,10 @@ def load_pipeline(opts: LoadOptions):
     finish(pipe, opts.setup)
     configure_vae(pipe, tiling=opts.vae_tiling, slicing=opts.vae_slicing)
     # "cuda" is the current device (a torchrun rank's own, cuda:LOCAL_RANK); offloading must be told its index
-    target = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else device
-    if opts.offload == "model":
+    target = f"cuda:{torch.cuda.current_device()}" if device == Device.CUDA else device
+    if opts.offload == Offload.MODEL:
         pipe.enable_model_cpu_offload(device=target)
-    elif opts.offload == "sequential":
+    elif opts.offload == Offload.SEQUENTIAL:
         pipe.enable_sequential_cpu_offload(device=target)
     else:
         pipe.to(device)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from magcache_cli.errors import LoadError, UsageError
+from magcache_cli.types import Device
 
 # backend -> (module that must import, the pip extra that installs it, types)
 BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -147,7 +148,7 @@ def check_setup(setup: ModelSetup, device: str, dtype: torch.dtype) -> None:
         require("peft", "lora", "--lora")
     for q in setup.quantize:
         module, extra, _ = BACKENDS[q.backend]
-        if q.backend in NEEDS_GPU and device != "cuda":
+        if q.backend in NEEDS_GPU and device != Device.CUDA:
             raise LoadError(f"--quantize {q.text} needs a CUDA GPU: {NEEDS_GPU[q.backend]}, and this run is on "
                             f"{device}", hint="use torchao:int8wo or quanto:int8 on a CPU, or run on a CUDA GPU")
         require(module, extra, f"--quantize {q.text}")
