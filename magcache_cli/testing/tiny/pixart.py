@@ -91,27 +91,25 @@ def _dc_ae(seed: int):
     ).eval()
 
 
-def _build_sana(seed: int):
+def _sana_transformer(seed: int, **extra):
+    """The tiny Sana transformer (sana, sana-sprint; `extra`: what sana-sprint adds), drawn from `seed`."""
     import torch
-    from diffusers import SanaPipeline, SanaTransformer2DModel
+    from diffusers import SanaTransformer2DModel
+
+    torch.manual_seed(seed)
+    return SanaTransformer2DModel(
+        patch_size=2, in_channels=4, out_channels=4, num_layers=2, num_attention_heads=2, attention_head_dim=16,
+        num_cross_attention_heads=2, cross_attention_head_dim=16, cross_attention_dim=32, caption_channels=16,
+        mlp_ratio=2.0, sample_size=16, **extra,
+    )
+
+
+def _build_sana(seed: int):
+    from diffusers import SanaPipeline
 
     tok = _gemma_tokenizer()
     te = _gemma2_text(tok, seed, layers=1, max_positions=4096, sliding_window=4096)
-    torch.manual_seed(seed)
-    transformer = SanaTransformer2DModel(
-        patch_size=2,
-        in_channels=4,
-        out_channels=4,
-        num_layers=2,
-        num_attention_heads=2,
-        attention_head_dim=16,
-        num_cross_attention_heads=2,
-        cross_attention_head_dim=16,
-        cross_attention_dim=32,
-        caption_channels=16,
-        mlp_ratio=2.0,
-        sample_size=16,
-    )
+    transformer = _sana_transformer(seed)
     vae = _dc_ae(seed)
     return SanaPipeline(
         tokenizer=tok, text_encoder=te, vae=vae, transformer=_denoiser(transformer, seed),
@@ -120,27 +118,10 @@ def _build_sana(seed: int):
 
 
 def _build_sana_sprint(seed: int):
-    import torch
-    from diffusers import SanaSprintPipeline, SanaTransformer2DModel, SCMScheduler
+    from diffusers import SanaSprintPipeline, SCMScheduler
 
     base = _build_sana(seed)  # same tokenizer, Gemma2 text encoder and DC-AE as the `sana` family
-    torch.manual_seed(seed)
-    transformer = SanaTransformer2DModel(
-        patch_size=2,
-        in_channels=4,
-        out_channels=4,
-        num_layers=2,
-        num_attention_heads=2,
-        attention_head_dim=16,
-        num_cross_attention_heads=2,
-        cross_attention_head_dim=16,
-        cross_attention_dim=32,
-        caption_channels=16,
-        mlp_ratio=2.0,
-        sample_size=16,
-        guidance_embeds=True,
-        qk_norm="rms_norm_across_heads",
-    )
+    transformer = _sana_transformer(seed, guidance_embeds=True, qk_norm="rms_norm_across_heads")
     return SanaSprintPipeline(tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
                               transformer=_denoiser(transformer, seed), scheduler=SCMScheduler())
 
